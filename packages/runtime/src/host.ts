@@ -1,0 +1,153 @@
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Logger } from './logger.js';
+
+export interface ServiceHostOptions {
+  /** The role's name: the health service reports it, metrics carry it as a label. */
+  role: string;
+  grpcHost: string;
+  grpcPort: number;
+  httpHost: string;
+  httpPort: number;
+  /** Largest gRPC message accepted, in bytes. */
+  maxMessageBytes: number;
+  logger: Logger;
+}
+
+export type HttpRoute = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
+
+/**
+ * The process shell every server role shares: a gRPC server with the standard health service, and an
+ * HTTP server with /healthz (the process is alive), /readyz (the role can serve) and Prometheus /metrics.
+ * The role adds its services before start() and flips readiness as it gains and loses what it needs.
+ */
+export class ServiceHost {
+  readonly metrics = new Registry();
+  private readonly grpcServer: grpc.Server;
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
+  private readonly routes = new Map<string, HttpRoute>();
+  private httpServer: HttpServer | undefined;
+  private ready = false;
+  private notReadyReason = 'starting';
+  private bound: { grpcPort: number; httpPort: number } | undefined;
+
+  constructor(private readonly options: ServiceHostOptions) {
+    this.grpcServer = new grpc.Server({
+      'grpc.max_receive_message_length': options.maxMessageBytes,
+      'grpc.max_send_message_length': options.maxMessageBytes,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    });
+    this.health.addToServer(this.grpcServer);
+    this.metrics.setDefaultLabels({ role: options.role });
+    collectDefaultMetrics({ register: this.metrics });
+  }
+
+  addService<I extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition<I>, impl: I): void {
+    this.grpcServer.addService(service, impl);
+  }
+
+  /** Adds an HTTP GET route beside the health and metrics ones (e.g. a role's debug page). */
+  addRoute(path: string, route: HttpRoute): void {
+    this.routes.set(path, route);
+  }
+
+  setReady(ready: boolean, reason = ''): void {
+    if (this.ready !== ready) this.options.logger.info({ ready, reason }, 'readiness changed');
+    this.ready = ready;
+    this.notReadyReason = ready ? '' : reason;
+    this.health.setStatus('', ready ? 'SERVING' : 'NOT_SERVING');
+    this.health.setStatus(this.options.role, ready ? 'SERVING' : 'NOT_SERVING');
+  }
+
+  isReady(): boolean {
+    return this.ready;
+  }
+
+  /** Binds both servers; port 0 picks a free port. Returns the ports bound. */
+  async start(): Promise<{ grpcPort: number; httpPort: number }> {
+    const { grpcHost, grpcPort, httpHost, httpPort, logger } = this.options;
+    const boundGrpc = await new Promise<number>((resolve, reject) => {
+      this.grpcServer.bindAsync(`${grpcHost}:${grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(err) : resolve(port),
+      );
+    });
+    const http = createServer((req, res) => void this.serveHttp(req, res));
+    this.httpServer = http;
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(httpPort, httpHost, () => resolve());
+    });
+    this.bound = { grpcPort: boundGrpc, httpPort: (http.address() as AddressInfo).port };
+    logger.info({ grpc: `${grpcHost}:${this.bound.grpcPort}`, http: `${httpHost}:${this.bound.httpPort}` }, 'listening');
+    return this.bound;
+  }
+
+  get ports(): { grpcPort: number; httpPort: number } {
+    if (!this.bound) throw new Error('ServiceHost not started');
+    return this.bound;
+  }
+
+  /** Stops taking calls, waits up to graceMs for running ones, then cuts the rest. */
+  async stop(graceMs = 5_000): Promise<void> {
+    this.setReady(false, 'stopping');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.grpcServer.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.grpcServer.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    const http = this.httpServer;
+    if (http) {
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+    }
+  }
+
+  private async serveHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    try {
+      if (path === '/healthz') return text(res, 200, 'ok\n');
+      if (path === '/readyz') return this.ready ? text(res, 200, 'ready\n') : text(res, 503, `not ready: ${this.notReadyReason}\n`);
+      if (path === '/metrics') {
+        res.setHeader('content-type', this.metrics.contentType);
+        return text(res, 200, await this.metrics.metrics());
+      }
+      const route = this.routes.get(path);
+      if (route) return await route(req, res);
+      text(res, 404, 'not found\n');
+    } catch (err) {
+      this.options.logger.warn({ err, path }, 'http route failed');
+      if (!res.headersSent) text(res, 500, 'internal error\n');
+      else res.end();
+    }
+  }
+}
+
+function text(res: ServerResponse, status: number, body: string): void {
+  res.statusCode = status;
+  if (!res.hasHeader('content-type')) res.setHeader('content-type', 'text/plain; charset=utf-8');
+  res.end(body);
+}
+
+/** Channel options for server-to-server clients: keepalive so a dead peer is noticed in seconds. */
+export function channelOptions(maxMessageBytes: number): grpc.ChannelOptions {
+  return {
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 2_000,
+  };
+}

@@ -1,0 +1,9 @@
+export { backoffMs, Random, sleep, systemClock, type Clock } from './clock.js';
+export { ConfigError, describeConfig, field, loadConfig, type ConfigSpec, type ConfigValues, type FieldSpec } from './config.js';
+export {
+  asStrataError, ERROR_CODE_METADATA_KEY, ErrorCode, fromGrpcError, isRetriableCode, isStrataError, StrataError, toGrpcError,
+} from './errors.js';
+export { channelOptions, ServiceHost, type HttpRoute, type ServiceHostOptions } from './host.js';
+export { Lifecycle, type Component } from './lifecycle.js';
+export { createLogger, silentLogger, type Logger } from './logger.js';
+export { loadProtos, PROTO_LOADER_OPTIONS, protosDir } from './protos.js';
