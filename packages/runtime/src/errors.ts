@@ -28,6 +28,7 @@ export const ErrorCode = {
   UNAVAILABLE: 'UNAVAILABLE',
   CONFIG: 'CONFIG',
   INTERNAL: 'INTERNAL',
+  UNIMPLEMENTED: 'UNIMPLEMENTED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -88,6 +89,7 @@ const GRPC_STATUS_BY_CODE: Record<string, grpc.status> = {
   SESSION_LOST: grpc.status.UNAVAILABLE,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   TIMEOUT: grpc.status.DEADLINE_EXCEEDED,
+  UNIMPLEMENTED: grpc.status.UNIMPLEMENTED,
 };
 
 /**

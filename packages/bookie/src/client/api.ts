@@ -18,6 +18,7 @@ export interface LedgerClient {
   createLedger(options: CreateLedgerOptions): Promise<LedgerWriter>;
   /** Opens for reading. With `recovery`, fences the ensemble, recovers the tail and closes the ledger. */
   openLedger(ledgerId: number, options?: OpenLedgerOptions): Promise<LedgerReader>;
+  /** Removes the ledger's metadata (bookies garbage-collect its data). Deleting a missing ledger is a no-op. */
   deleteLedger(ledgerId: number, options?: { signal?: AbortSignal }): Promise<void>;
   getMetadata(ledgerId: number, options?: { signal?: AbortSignal }): Promise<LedgerMetadata>;
   close(): Promise<void>;
@@ -47,7 +48,7 @@ export interface LedgerMetadata {
   state: LedgerState;
   /** -1 while open or when empty. */
   lastEntryId: number;
-  /** Total payload bytes, set when closed. */
+  /** Total payload bytes, set when closed (by its writer or by recovery). */
   length: number;
   /** Ensembles by first entry id, ascending; the last one is current. Bookie ids. */
   ensembles: Array<{ firstEntryId: number; bookies: string[] }>;

@@ -1,0 +1,80 @@
+# shellcheck shell=bash
+# The drill platform for a cluster of containers on one Docker network (test/cluster/containers-harness.ts
+# starts one): the same drill steps as on Kubernetes, with `docker kill` for a forced pod deletion and
+# `docker stop` (SIGTERM, then SIGKILL after the grace period) for an eviction by a node drain.
+# Settings: DOCKER_NETWORK (required), IMAGE (strata:dev), GRACE_SECONDS (60), and the labels the
+# harness puts on its containers: strata.role=broker|bookie.
+: "${DOCKER_NETWORK:?set DOCKER_NETWORK to the cluster network}"
+: "${IMAGE:=strata:dev}"
+: "${GRACE_SECONDS:=60}"
+: "${BROKER_HTTP_PORT:=8080}"
+TOOLBOX="strata-drill-${DRILL_ID}"
+STOPPED_FILE="$WORK_DIR/stopped-containers"
+
+platform_setup() {
+  log "toolbox container $TOOLBOX ($IMAGE) on $DOCKER_NETWORK"
+  docker run -d --name "$TOOLBOX" --network "$DOCKER_NETWORK" --label strata.role=drill \
+    --entrypoint /usr/bin/node "$IMAGE" -e 'setInterval(() => {}, 1 << 30)' >/dev/null
+}
+
+platform_teardown() {
+  docker rm -f "$TOOLBOX" >/dev/null 2>&1 || true
+}
+
+platform_cli() {
+  timeout "${CLI_TIMEOUT:-0}" docker exec "$TOOLBOX" /usr/bin/node /app/packages/cli/dist/bin.js "$@"
+}
+
+# The containers of a role on the network: "name ip alias..." per line.
+containers_of() {
+  local id
+  for id in $(docker ps -q --filter "label=strata.role=$1" --filter "network=$DOCKER_NETWORK"); do
+    docker inspect -f "{{.Name}} {{with index .NetworkSettings.Networks \"$DOCKER_NETWORK\"}}{{.IPAddress}} {{join .Aliases \" \"}}{{end}}" "$id" |
+      sed 's#^/##'
+  done
+}
+
+platform_target_of_address() {
+  local host=${1%:*}
+  containers_of broker | awk -v h="$host" '{ for (i = 1; i <= NF; i++) if ($i == h) { print $1; exit } }'
+}
+
+platform_kill() {
+  docker kill "$1"
+}
+
+platform_bookies() {
+  containers_of bookie | awk '{ print $1 }'
+}
+
+platform_drain_node_of() {
+  echo "$1" >>"$STOPPED_FILE"
+  docker stop -t "$GRACE_SECONDS" "$1"
+}
+
+platform_undrain() {
+  [ -f "$STOPPED_FILE" ] || return 0
+  local name
+  while read -r name; do docker start "$name" >/dev/null; done <"$STOPPED_FILE"
+  rm -f "$STOPPED_FILE"
+}
+
+wait_ready() {
+  local name=$1 i
+  for i in $(seq 120); do
+    if docker exec "$TOOLBOX" /usr/bin/node -e "fetch('http://$name:$BROKER_HTTP_PORT/readyz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; then
+      return 0
+    fi
+    [ "$i" -lt 120 ] && sleep 1
+  done
+  die "$name not ready after a restart"
+}
+
+platform_rolling_restart_brokers() {
+  local name
+  for name in $(containers_of broker | awk '{ print $1 }'); do
+    log "restarting $name"
+    docker restart -t "$GRACE_SECONDS" "$name" >/dev/null
+    wait_ready "$name"
+  done
+}

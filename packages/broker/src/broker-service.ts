@@ -1,0 +1,192 @@
+import type { Clock, Logger, Random } from '@strata/runtime';
+import type { OwnershipView } from './bundles.js';
+import { publishTimeOf } from './codec.js';
+import { ConsumerBusyError, InvalidRequestError, NotFoundError, NotOwnerError, ServiceNotReadyError, TooManyRequestsError } from './errors.js';
+import { TopicName } from './names.js';
+import { NonPersistentTopic } from './non-persistent-topic.js';
+import type { BrokerMetrics } from './metrics.js';
+import type { NamespacePolicies, NamespaceResources } from './resources.js';
+import type { ManagedLedgerConfig, ManagedLedgerFactory } from './storage/index.js';
+import { PersistentTopic, type Topic } from './topic.js';
+
+export interface BrokerServiceOptions {
+  allowAutoTopicCreation: boolean;
+  maxMessageBytes: number;
+  /** Topics loaded at once on this broker; loading one more fails with TOO_MANY_REQUESTS. */
+  maxTopics: number;
+  readAheadEntries: number;
+  readMaxBytes: number;
+  maxRedeliveryPositions: number;
+  defaultNackDelayMs: number;
+  maxDedupProducers: number;
+  dedupSnapshotEntries: number;
+  /** Unique per broker process: prefix of generated producer names. */
+  producerNamePrefix: string;
+  /** Managed ledger settings given by the broker config (namespace policies override E/W/A, retention, TTL). */
+  managedLedger: Partial<ManagedLedgerConfig>;
+}
+
+/**
+ * The broker's topics: loads a topic on first use (after checking ownership, the namespace, and
+ * partitioned-topic metadata), keeps it while loaded, closes it on unload/stop. One load per name at a
+ * time: concurrent callers share the loading promise.
+ */
+export class BrokerService {
+  private readonly topics = new Map<string, Promise<Topic>>();
+  private readonly logger: Logger;
+  private stopped = false;
+
+  constructor(
+    readonly factory: ManagedLedgerFactory,
+    readonly resources: NamespaceResources,
+    readonly ownership: OwnershipView,
+    readonly options: BrokerServiceOptions,
+    private readonly deps: { clock: Clock; random: Random; logger: Logger; metrics?: BrokerMetrics },
+  ) {
+    this.logger = deps.logger.child({ component: 'broker-service' });
+  }
+
+  /**
+   * The loaded topic, loading it if needed. `create`: allow creating a persistent topic that does not
+   * exist (producers and consumers do, subject to allowAutoTopicCreation; admin lookups do not).
+   */
+  async getTopic(name: TopicName, options: { create: boolean }): Promise<Topic> {
+    if (this.stopped) throw new ServiceNotReadyError('broker is stopping');
+    const key = name.toString();
+    const loaded = this.topics.get(key);
+    if (loaded) {
+      const t = await loaded;
+      if (!t.closedSignal.aborted) return t;
+      if (this.topics.get(key) === loaded) this.topics.delete(key);
+      return this.getTopic(name, options);
+    }
+    if (this.topics.size >= this.options.maxTopics) throw new TooManyRequestsError(`this broker already serves ${this.topics.size} topics`);
+    const loading = this.load(name, options.create);
+    this.topics.set(key, loading);
+    try {
+      const topic = await loading;
+      topic.closedSignal.addEventListener('abort', () => {
+        if (this.topics.get(key) === loading) this.topics.delete(key);
+      }, { once: true });
+      return topic;
+    } catch (err) {
+      if (this.topics.get(key) === loading) this.topics.delete(key);
+      throw err;
+    }
+  }
+
+  /** The loaded topic or undefined (does not load). */
+  async loadedTopic(name: TopicName): Promise<Topic | undefined> {
+    const p = this.topics.get(name.toString());
+    if (!p) return undefined;
+    try {
+      const t = await p;
+      return t.closedSignal.aborted ? undefined : t;
+    } catch {
+      return undefined;
+    }
+  }
+
+  get loadedTopicCount(): number {
+    return this.topics.size;
+  }
+
+  loadedTopicNames(): string[] {
+    return [...this.topics.keys()];
+  }
+
+  /** Partitions of a partitioned topic, 0 for a plain topic. */
+  async partitions(name: TopicName): Promise<number> {
+    await this.resources.getPolicies(name.namespaceName);
+    return this.resources.getPartitions(name);
+  }
+
+  /** Deletes a topic (loaded or not). Without `force` a topic with connected clients is refused. */
+  async deleteTopic(name: TopicName, force: boolean): Promise<void> {
+    const loaded = await this.loadedTopic(name);
+    if (loaded) {
+      if (loaded.hasClients() && !force) throw new ConsumerBusyError(`topic ${name} has connected producers or consumers`);
+      await loaded.delete();
+      this.topics.delete(name.toString());
+      return;
+    }
+    if (!name.isPersistent) throw new NotFoundError(`topic ${name}`);
+    if (!(await this.factory.exists(name.path))) throw new NotFoundError(`topic ${name}`);
+    await this.factory.delete(name.path);
+  }
+
+  /** Pushes new namespace policies to loaded topics of that namespace. */
+  async applyPolicies(namespace: string, policies: NamespacePolicies): Promise<void> {
+    for (const [key, p] of this.topics) {
+      const name = TopicName.parse(key);
+      if (name.namespaceName !== namespace) continue;
+      const t = await p.catch(() => undefined);
+      if (t instanceof PersistentTopic) await t.applyPolicies(policies);
+    }
+  }
+
+  /** Closes every loaded topic (their streams get Closed). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const all = [...this.topics.values()];
+    this.topics.clear();
+    await Promise.all(all.map(async (p) => {
+      const t = await p.catch(() => undefined);
+      await t?.close('broker stopping');
+    }));
+  }
+
+  private async load(name: TopicName, create: boolean): Promise<Topic> {
+    const owner = await this.ownership.ownerOf(name);
+    if (!owner?.isMine) throw new NotOwnerError(name.toString());
+    const policies = await this.resources.getPolicies(name.namespaceName);
+    if (!name.isPartition && (await this.resources.getPartitions(name)) > 0) {
+      throw new InvalidRequestError(`${name} is a partitioned topic: use its partitions (${name}-partition-N)`);
+    }
+    if (name.isPartition) {
+      const partitions = await this.resources.getPartitions(name.partitionedTopic);
+      if (partitions > 0 && name.partitionIndex >= partitions) {
+        throw new NotFoundError(`partition ${name.partitionIndex} of ${name.partitionedTopic} (it has ${partitions})`);
+      }
+      // A partition of an existing partitioned topic may always be created.
+      if (partitions > 0) create = true;
+    }
+    const common = {
+      maxMessageBytes: this.options.maxMessageBytes, producerNamePrefix: this.options.producerNamePrefix, clock: this.deps.clock,
+      logger: this.deps.logger, metrics: this.deps.metrics,
+    };
+    if (!name.isPersistent) {
+      if (!create && !this.options.allowAutoTopicCreation) throw new NotFoundError(`topic ${name}`);
+      this.logger.info({ topic: name.toString() }, 'non-persistent topic loaded');
+      return new NonPersistentTopic(name, common);
+    }
+    const mayCreate = create && this.options.allowAutoTopicCreation;
+    if (!mayCreate && !(await this.factory.exists(name.path))) throw new NotFoundError(`topic ${name}`);
+    const ml = await this.factory.open(name.path, { config: this.ledgerConfig(policies), createIfMissing: true });
+    const topic = new PersistentTopic(name, ml, policies, {
+      ...common, random: this.deps.random,
+      readAheadEntries: this.options.readAheadEntries, readMaxBytes: this.options.readMaxBytes,
+      maxRedeliveryPositions: this.options.maxRedeliveryPositions, defaultNackDelayMs: this.options.defaultNackDelayMs,
+      maxDedupProducers: this.options.maxDedupProducers, dedupSnapshotEntries: this.options.dedupSnapshotEntries,
+    });
+    try {
+      await topic.init();
+    } catch (err) {
+      await topic.close('load failed');
+      throw err;
+    }
+    this.logger.info({ topic: name.toString(), lastConfirmed: ml.lastConfirmed }, 'topic loaded');
+    return topic;
+  }
+
+  private ledgerConfig(p: NamespacePolicies): Partial<ManagedLedgerConfig> {
+    return {
+      ...this.options.managedLedger,
+      ensembleSize: p.ensembleSize, writeQuorum: p.writeQuorum, ackQuorum: p.ackQuorum,
+      retentionTimeMs: p.retentionTimeMinutes < 0 ? -1 : p.retentionTimeMinutes * 60_000,
+      retentionSizeBytes: p.retentionSizeMb < 0 ? -1 : p.retentionSizeMb * 1024 * 1024,
+      ttlMs: p.messageTtlSeconds * 1000,
+      entryTimeMs: publishTimeOf,
+    };
+  }
+}

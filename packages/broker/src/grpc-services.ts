@@ -1,0 +1,209 @@
+import type * as grpc from '@grpc/grpc-js';
+import { toGrpcError, type Logger } from '@strata/runtime';
+import type { BrokerService } from './broker-service.js';
+import { bundleOf, computeBundles, formatRange } from './bundles.js';
+import { handleConsume } from './consumer-stream.js';
+import { InvalidRequestError, NotFoundError, ServiceNotReadyError, UnimplementedError } from './errors.js';
+import type { AdminHandlers } from './generated/strata/broker/v1/Admin.js';
+import type { BrokerHandlers } from './generated/strata/broker/v1/Broker.js';
+import type { NamespacePolicies as PoliciesMessage } from './generated/strata/broker/v1/NamespacePolicies.js';
+import type { NamespacePolicies__Output } from './generated/strata/broker/v1/NamespacePolicies.js';
+import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
+import { parseNamespace, TopicName } from './names.js';
+import { handleProduce, type PublishLimiter } from './producer-stream.js';
+import type { BrokerMetrics } from './metrics.js';
+import type { NamespacePolicies } from './resources.js';
+
+export interface GrpcContext {
+  service: BrokerService;
+  limiter: PublishLimiter;
+  maxPendingPerProducer: number;
+  maxMessageBytes: number;
+  logger: Logger;
+  metrics?: BrokerMetrics;
+}
+
+/** Unary handler: the one place a thrown error becomes a gRPC status (+ domain code trailer). */
+function unary<Req, Res>(logger: Logger, name: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        logger.debug({ err, method: name }, 'request failed');
+        callback(toGrpcError(err));
+      },
+    );
+  };
+}
+
+export function brokerHandlers(ctx: GrpcContext): BrokerHandlers {
+  const { service, logger } = ctx;
+  return {
+    Lookup: unary(logger, 'Lookup', async (req) => {
+      const name = TopicName.parse(req.topic);
+      const owner = await service.ownership.ownerOf(name);
+      if (!owner) throw new ServiceNotReadyError(`no broker owns the bundle of ${name} yet; retry`);
+      return { brokerUrl: owner.url, authoritative: true };
+    }),
+    GetPartitionedTopicMetadata: unary(logger, 'GetPartitionedTopicMetadata', async (req) => {
+      return { partitions: await service.partitions(TopicName.parse(req.topic)) };
+    }),
+    GetLastMessageId: unary(logger, 'GetLastMessageId', async (req) => {
+      const topic = await service.getTopic(TopicName.parse(req.topic), { create: false });
+      return { messageId: topic.lastMessageId() };
+    }),
+    Produce: (call) => handleProduce(call, { ...ctx }),
+    Consume: (call) => handleConsume(call, { service, logger, maxIdsPerCommand: 10_000 }),
+  };
+}
+
+export function adminHandlers(ctx: GrpcContext): AdminHandlers {
+  const { service, logger } = ctx;
+  const resources = service.resources;
+  // Read at call time: the broker learns its address when it binds.
+  const me = () => service.ownership.self;
+  const u = <Req, Res>(name: string, fn: (req: Req) => Promise<Res>) => unary(logger, name, fn);
+  const notYet = (what: string) => u(what, async () => {
+    throw new UnimplementedError(what);
+  });
+
+  const listTopics = async (namespace: string): Promise<string[]> => {
+    const ns = parseNamespace(namespace);
+    await resources.getPolicies(ns.name);
+    const persistent = (await service.factory.list(`${ns.name}/persistent/`)).map((path) => {
+      const local = path.slice(`${ns.name}/persistent/`.length);
+      return `persistent://${ns.name}/${local}`;
+    });
+    const loaded = service.loadedTopicNames().filter((t) => t.startsWith(`non-persistent://${ns.name}/`));
+    return [...new Set([...persistent, ...loaded])].sort();
+  };
+
+  const topicStats = async (name: TopicName): Promise<TopicStats> => {
+    const topic = await service.getTopic(name, { create: false });
+    return topic.stats(me().url);
+  };
+
+  return {
+    ListTenants: u('ListTenants', async () => ({ names: await resources.listTenants() })),
+    CreateTenant: u('CreateTenant', async (req) => {
+      await resources.createTenant(req.tenant, { adminRoles: req.adminRoles ?? [], allowedClusters: req.allowedClusters ?? [] });
+      return {};
+    }),
+    DeleteTenant: u('DeleteTenant', async (req) => {
+      await resources.deleteTenant(req.tenant);
+      return {};
+    }),
+    ListNamespaces: u('ListNamespaces', async (req) => {
+      if (!(await resources.tenantExists(req.tenant))) throw new NotFoundError(`tenant ${req.tenant}`);
+      return { names: await resources.listNamespaces(req.tenant) };
+    }),
+    CreateNamespace: u('CreateNamespace', async (req) => {
+      const p = req.policies ? fromMessage(req.policies) : {};
+      if (req.bundles) p.bundles = req.bundles;
+      await resources.createNamespace(req.namespace, p);
+      return {};
+    }),
+    DeleteNamespace: u('DeleteNamespace', async (req) => {
+      const topics = await listTopics(req.namespace);
+      await resources.deleteNamespace(req.namespace, topics.length > 0);
+      return {};
+    }),
+    GetNamespacePolicies: u('GetNamespacePolicies', async (req) => toMessage(await resources.getPolicies(req.namespace))),
+    SetNamespacePolicies: u('SetNamespacePolicies', async (req) => {
+      if (!req.policies) throw new InvalidRequestError('policies missing');
+      const current = await resources.getPolicies(req.namespace);
+      const next: NamespacePolicies = { ...current, ...fromMessage(req.policies) };
+      // Retention/TTL zeros are real values in a full replacement.
+      next.retentionTimeMinutes = req.policies.retentionTimeMinutes;
+      next.retentionSizeMb = req.policies.retentionSizeMb;
+      next.messageTtlSeconds = req.policies.messageTtlSeconds;
+      next.deduplicationEnabled = req.policies.deduplicationEnabled;
+      await resources.setPolicies(req.namespace, next);
+      await service.applyPolicies(parseNamespace(req.namespace).name, next);
+      return {};
+    }),
+    ListTopics: u('ListTopics', async (req) => ({ names: await listTopics(req.namespace) })),
+    CreatePartitionedTopic: u('CreatePartitionedTopic', async (req) => {
+      await resources.createPartitionedTopic(TopicName.parse(req.topic), req.partitions);
+      return {};
+    }),
+    DeletePartitionedTopic: u('DeletePartitionedTopic', async (req) => {
+      const name = TopicName.parse(req.topic);
+      const partitions = await resources.getPartitions(name);
+      if (partitions === 0) throw new NotFoundError(`partitioned topic ${name}`);
+      for (let i = 0; i < partitions; i++) {
+        try {
+          await service.deleteTopic(name.partition(i), req.force);
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'NOT_FOUND') throw err;
+        }
+      }
+      await resources.deletePartitionedTopic(name);
+      return {};
+    }),
+    ListPartitionedTopics: u('ListPartitionedTopics', async (req) => ({ names: await resources.listPartitionedTopics(req.namespace) })),
+    DeleteTopic: u('DeleteTopic', async (req) => {
+      await service.deleteTopic(TopicName.parse(req.topic), req.force);
+      return {};
+    }),
+    GetTopicStats: u('GetTopicStats', async (req) => {
+      const name = TopicName.parse(req.topic);
+      const partitions = await resources.getPartitions(name);
+      if (partitions === 0) return topicStats(name);
+      // A partitioned topic: the sum of its partitions' stats (subscriptions listed per partition).
+      const all = await Promise.all(Array.from({ length: partitions }, (_, i) => topicStats(name.partition(i))));
+      const sum = (f: (s: TopicStats) => number | string | undefined) => all.reduce((n, s) => n + Number(f(s) ?? 0), 0);
+      return {
+        topic: name.toString(), msgRateIn: sum((s) => s.msgRateIn), msgThroughputIn: sum((s) => s.msgThroughputIn),
+        msgRateOut: sum((s) => s.msgRateOut), msgThroughputOut: sum((s) => s.msgThroughputOut),
+        storageSize: sum((s) => Number(s.storageSize)), backlogSize: sum((s) => Number(s.backlogSize)),
+        ledgerCount: sum((s) => Number(s.ledgerCount)), entriesAdded: sum((s) => Number(s.entriesAdded)),
+        publishers: all.flatMap((s) => s.publishers ?? []), subscriptions: all.flatMap((s) => s.subscriptions ?? []),
+        ownerBroker: me().url,
+      };
+    }),
+    ListBrokers: u('ListBrokers', async () => {
+      let inRate = 0;
+      let outRate = 0;
+      for (const key of service.loadedTopicNames()) {
+        const t = await service.loadedTopic(TopicName.parse(key));
+        const s = t?.stats(me().url);
+        inRate += Number(s?.msgRateIn ?? 0);
+        outRate += Number(s?.msgRateOut ?? 0);
+      }
+      return { brokers: [{ brokerId: me().brokerId, url: me().url, bundleCount: 0, cpuPercent: 0, msgRateIn: inRate, msgRateOut: outRate }] };
+    }),
+    ListBundles: u('ListBundles', async (req) => {
+      const ns = parseNamespace(req.namespace);
+      const policies = await resources.getPolicies(ns.name);
+      return {
+        bundles: computeBundles(ns.name, policies.bundles).map((b) => ({ namespace: ns.name, range: formatRange(b), ownerBrokerId: me().brokerId, ownerUrl: me().url })),
+      };
+    }),
+    LookupBundle: u('LookupBundle', async (req) => {
+      const name = TopicName.parse(req.topic);
+      const policies = await resources.getPolicies(name.namespaceName);
+      const owner = await service.ownership.ownerOf(name);
+      return { namespace: name.namespaceName, range: formatRange(bundleOf(name, policies.bundles)), ownerBrokerId: owner?.brokerId ?? '', ownerUrl: owner?.url ?? '' };
+    }),
+    UnloadBundle: notYet('UnloadBundle'),
+    SplitBundle: notYet('SplitBundle'),
+  };
+}
+
+function fromMessage(p: NamespacePolicies__Output): Partial<NamespacePolicies> {
+  const out: Partial<NamespacePolicies> = {
+    deduplicationEnabled: p.deduplicationEnabled,
+    retentionTimeMinutes: Number(p.retentionTimeMinutes), retentionSizeMb: Number(p.retentionSizeMb),
+    messageTtlSeconds: p.messageTtlSeconds,
+  };
+  if (p.bundles) out.bundles = p.bundles;
+  if (p.ensembleSize) out.ensembleSize = p.ensembleSize;
+  if (p.writeQuorum) out.writeQuorum = p.writeQuorum;
+  if (p.ackQuorum) out.ackQuorum = p.ackQuorum;
+  return out;
+}
+
+function toMessage(p: NamespacePolicies): PoliciesMessage {
+  return { ...p };
+}

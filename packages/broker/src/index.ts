@@ -1,0 +1,14 @@
+export { brokerConfigSpec, startBroker, type BrokerConfig, type BrokerDeps, type RunningBroker } from './main.js';
+export { BrokerService, type BrokerServiceOptions } from './broker-service.js';
+export {
+  bundleOf, computeBundles, formatRange, SingleBrokerOwnership, type BundleOwner, type BundleRange, type OwnershipView,
+} from './bundles.js';
+export { DEFAULT_NAMESPACE, DEFAULT_TENANT, parseNamespace, topicHash, TopicName, type TopicDomain } from './names.js';
+export { KEY_HASH_SLOTS, keyHashOf } from './subscription.js';
+export { NON_PERSISTENT_LEDGER_ID } from './non-persistent-topic.js';
+export { NamespaceResources, type NamespacePolicies, type TenantInfo } from './resources.js';
+export { decodeEnvelope, encodeEnvelope } from './codec.js';
+export {
+  AlreadyExistsError, ConsumerBusyError, InvalidRequestError, InvalidTopicNameError, MessageTooLargeError, NotFoundError, NotOwnerError,
+  ProducerBusyError, ServiceNotReadyError, TooManyRequestsError, UnimplementedError,
+} from './errors.js';

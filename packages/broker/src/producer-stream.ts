@@ -1,0 +1,294 @@
+import type * as grpc from '@grpc/grpc-js';
+import { asStrataError, ErrorCode, type Logger } from '@strata/runtime';
+import type { BrokerService } from './broker-service.js';
+import { InvalidRequestError, TooManyRequestsError } from './errors.js';
+import type { ProducerCommand__Output } from './generated/strata/broker/v1/ProducerCommand.js';
+import type { ProducerEvent } from './generated/strata/broker/v1/ProducerEvent.js';
+import type { SendBatch__Output } from './generated/strata/broker/v1/SendBatch.js';
+import { TopicName } from './names.js';
+import type { Producer, PublishResult } from './producer.js';
+import type { BrokerMetrics } from './metrics.js';
+import type { Topic } from './topic.js';
+
+/**
+ * Publishes accepted but not yet answered, across every producer stream of the broker. At the limit
+ * a stream stops reading (HTTP/2 flow control then holds the client's writes) until publishes finish:
+ * the broker delays rather than rejects, so a producer's order is never broken by a rejection.
+ */
+export class PublishLimiter {
+  private pending = 0;
+  private readonly waiting = new Set<() => void>();
+
+  constructor(readonly max: number) {}
+
+  get inFlight(): number {
+    return this.pending;
+  }
+
+  full(): boolean {
+    return this.pending >= this.max;
+  }
+
+  acquire(): void {
+    this.pending++;
+  }
+
+  release(): void {
+    this.pending--;
+    if (!this.full()) {
+      for (const w of [...this.waiting]) {
+        this.waiting.delete(w);
+        w();
+      }
+    }
+  }
+
+  /** Calls `resume` once the broker-wide count is below the limit. */
+  whenFree(resume: () => void): void {
+    this.waiting.add(resume);
+  }
+
+  forget(resume: () => void): void {
+    this.waiting.delete(resume);
+  }
+}
+
+export interface ProducerStreamContext {
+  service: BrokerService;
+  limiter: PublishLimiter;
+  maxPendingPerProducer: number;
+  maxMessageBytes: number;
+  logger: Logger;
+  metrics?: BrokerMetrics;
+}
+
+type Call = grpc.ServerDuplexStream<ProducerCommand__Output, ProducerEvent>;
+
+interface InFlight {
+  startMs: number;
+  sequenceId: number;
+  highestSequenceId: number;
+  messages: number;
+  bytes: number;
+  done: boolean;
+  result?: PublishResult;
+  error?: unknown;
+}
+
+/** Errors about the batch itself: the stream and the producer stay usable. */
+const BATCH_ERRORS: ReadonlySet<string> = new Set([ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE]);
+
+/**
+ * One Produce stream = one producer. Order of events: ProducerOpened answers OpenProducer; receipts
+ * and SendErrors come in the order the batches were sent. A storage failure answers that batch and
+ * every later one with SendError and then closes the stream (Closed), so the client reconnects and
+ * resends from its first unacknowledged batch in order.
+ */
+export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
+  const logger = ctx.logger.child({ component: 'producer-stream', peer: call.getPeer() });
+  let topic: Topic | undefined;
+  let producer: Producer | undefined;
+  let opening = false;
+  let ended = false;
+  let failed: { code: string; message: string } | undefined;
+  let paused = false;
+  /** Set by CloseProducer or the client's half-close: end the stream once every receipt is out. */
+  let closeWhenDrained: { requestId?: number } | undefined;
+  const queue: InFlight[] = [];
+
+  const write = (event: ProducerEvent) => {
+    if (ended) return;
+    try {
+      call.write(event);
+    } catch (err) {
+      logger.debug({ err }, 'write to a closed producer stream');
+    }
+  };
+
+  const finish = (closedReason?: string) => {
+    if (ended) return;
+    if (closedReason !== undefined) write({ closed: { reason: closedReason, redirectBrokerUrl: '' } });
+    ended = true;
+    cleanup();
+    try {
+      call.end();
+    } catch {
+      // already gone
+    }
+  };
+
+  const cleanup = () => {
+    if (producer && topic) topic.removeProducer(producer);
+    ctx.limiter.forget(resume);
+  };
+
+  const resume = () => {
+    if (!paused || ended) return;
+    if (queue.length >= ctx.maxPendingPerProducer) return;
+    if (ctx.limiter.full()) {
+      ctx.limiter.whenFree(resume);
+      return;
+    }
+    paused = false;
+    call.resume();
+  };
+
+  const maybePause = () => {
+    if (paused) return;
+    if (queue.length >= ctx.maxPendingPerProducer || ctx.limiter.full()) {
+      paused = true;
+      call.pause();
+      if (ctx.limiter.full()) ctx.limiter.whenFree(resume);
+    }
+  };
+
+  /** Answers finished publishes in send order. */
+  const flush = () => {
+    while (queue.length > 0 && (queue[0] as InFlight).done) {
+      const item = queue.shift() as InFlight;
+      ctx.limiter.release();
+      const m = ctx.metrics;
+      if (m) {
+        const result = item.error !== undefined ? asStrataError(item.error).code : (item.result?.kind ?? 'stored');
+        m.publishedEntries.inc({ result });
+        if (item.error === undefined) m.publishLatency.observe((performance.now() - item.startMs) / 1000);
+        if (item.result?.kind === 'stored') {
+          m.publishedMessages.inc(item.messages);
+          m.publishedBytes.inc(item.bytes);
+        }
+      }
+      if (item.error !== undefined) {
+        const e = asStrataError(item.error);
+        write({ sendError: { sequenceId: item.sequenceId, errorCode: e.code, message: e.message } });
+        if (!BATCH_ERRORS.has(e.code) && !failed) {
+          failed = { code: e.code, message: e.message };
+          logger.warn({ err: e, producer: producer?.name }, 'publish failed; closing the producer stream');
+        }
+      } else if (item.result?.kind === 'stored') {
+        write({
+          receipt: {
+            sequenceId: item.sequenceId, highestSequenceId: item.highestSequenceId,
+            messageId: { ledgerId: item.result.ledgerId, entryId: item.result.entryId, batchIndex: -1, partition: topic?.name.partitionIndex ?? -1 },
+          },
+        });
+      } else {
+        // Duplicate (dedup): nothing stored, id -1:-1 as Pulsar answers.
+        write({
+          receipt: {
+            sequenceId: item.sequenceId, highestSequenceId: item.highestSequenceId,
+            messageId: { ledgerId: -1, entryId: -1, batchIndex: -1, partition: topic?.name.partitionIndex ?? -1 },
+          },
+        });
+      }
+    }
+    if (queue.length === 0 && closeWhenDrained) {
+      if (closeWhenDrained.requestId !== undefined) write({ success: { requestId: closeWhenDrained.requestId } });
+      finish();
+    } else if (failed && queue.length === 0) {
+      finish(`publish failed (${failed.code}): ${failed.message}`);
+    } else {
+      resume();
+    }
+  };
+
+  const onSend = (send: SendBatch__Output) => {
+    const sequenceId = Number(send.metadata?.sequenceId ?? 0);
+    const highestSequenceId = Number(send.metadata?.highestSequenceId ?? 0);
+    const item: InFlight = {
+      startMs: performance.now(), sequenceId, highestSequenceId, done: false,
+      messages: Number(send.metadata?.numMessages ?? 0), bytes: Buffer.isBuffer(send.batch) ? send.batch.length : 0,
+    };
+    queue.push(item);
+    ctx.limiter.acquire();
+    const settle = (result: PublishResult | undefined, error: unknown) => {
+      item.done = true;
+      item.result = result;
+      item.error = error;
+      flush();
+    };
+    try {
+      if (!producer || !topic) throw new InvalidRequestError('send before the producer was opened');
+      if (failed) throw new TooManyRequestsError(`producer is failing after ${failed.code}; reconnect and resend`);
+      const batch = send.batch;
+      if (!Buffer.isBuffer(batch) || batch.length === 0) throw new InvalidRequestError('empty batch');
+      topic.publish(producer, send.metadata as NonNullable<SendBatch__Output['metadata']>, batch).then(
+        (r) => settle(r, undefined),
+        (err: unknown) => settle(undefined, err),
+      );
+    } catch (err) {
+      settle(undefined, err);
+    }
+    maybePause();
+  };
+
+  const onOpen = async (open: NonNullable<ProducerCommand__Output['open']>) => {
+    const requestId = open.requestId;
+    if (producer || opening) {
+      write({ error: { requestId, errorCode: ErrorCode.INVALID_ARGUMENT, message: 'this stream already has a producer' } });
+      return;
+    }
+    opening = true;
+    try {
+      const name = TopicName.parse(open.topic);
+      if (typeof open.accessMode !== 'string') throw new InvalidRequestError(`unknown access mode ${String(open.accessMode)}`);
+      const t = await ctx.service.getTopic(name, { create: true });
+      const p = t.addProducer({
+        name: open.producerName, accessMode: open.accessMode, address: call.getPeer(),
+        sink: { closed: (reason) => finish(reason) },
+      });
+      if (ended) {
+        t.removeProducer(p);
+        return;
+      }
+      topic = t;
+      producer = p;
+      write({ opened: { requestId, producerName: p.name, lastSequenceId: t.lastSequenceId(p.name), maxMessageSize: ctx.maxMessageBytes } });
+      logger.info({ topic: t.name.toString(), producer: p.name }, 'producer opened');
+    } catch (err) {
+      const e = asStrataError(err);
+      write({ error: { requestId, errorCode: e.code, message: e.message } });
+    } finally {
+      opening = false;
+    }
+  };
+
+  const onClose = (requestId: number) => {
+    if (producer && topic) topic.removeProducer(producer);
+    closeWhenDrained = { requestId };
+    flush();
+  };
+
+  call.on('data', (cmd: ProducerCommand__Output) => {
+    try {
+      switch (cmd.command) {
+        case 'open':
+          void onOpen(cmd.open as NonNullable<ProducerCommand__Output['open']>);
+          break;
+        case 'send':
+          onSend(cmd.send as SendBatch__Output);
+          break;
+        case 'close':
+          onClose(cmd.close?.requestId ?? 0);
+          break;
+        default:
+          write({ error: { requestId: 0, errorCode: ErrorCode.INVALID_ARGUMENT, message: 'empty producer command' } });
+      }
+    } catch (err) {
+      logger.warn({ err }, 'producer command failed');
+    }
+  });
+  call.on('end', () => {
+    // The client is done sending; it still gets the receipts it is owed.
+    closeWhenDrained ??= {};
+    flush();
+  });
+  call.on('error', (err) => {
+    logger.debug({ err }, 'producer stream error');
+    ended = true;
+    cleanup();
+  });
+  call.on('cancelled', () => {
+    ended = true;
+    cleanup();
+  });
+}

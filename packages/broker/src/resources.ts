@@ -1,0 +1,191 @@
+import type { MetadataStore } from '@strata/coordinator';
+import { type Logger } from '@strata/runtime';
+import { AlreadyExistsError, ConsumerBusyError, InvalidRequestError, NotFoundError } from './errors.js';
+import { checkTenantName, DEFAULT_NAMESPACE, DEFAULT_TENANT, parseNamespace, TopicName } from './names.js';
+import { MAX_BUNDLES } from './bundles.js';
+
+/**
+ * Tenants, namespaces (with their policies) and partitioned topics, kept in the metadata store:
+ *   admin/tenants/<tenant>                                   TenantInfo JSON
+ *   admin/policies/<tenant>/<namespace>                      NamespacePolicies JSON
+ *   admin/partitioned-topics/<tenant>/<ns>/<domain>/<topic>  { partitions }
+ * Values are JSON so operators can read them with etcdctl.
+ */
+export interface TenantInfo {
+  adminRoles: string[];
+  allowedClusters: string[];
+}
+
+export interface NamespacePolicies {
+  deduplicationEnabled: boolean;
+  /** -1 infinite, 0 none. */
+  retentionTimeMinutes: number;
+  retentionSizeMb: number;
+  /** 0: no TTL. */
+  messageTtlSeconds: number;
+  bundles: number;
+  ensembleSize: number;
+  writeQuorum: number;
+  ackQuorum: number;
+}
+
+export const MAX_PARTITIONS = 10_000;
+const LIST_PAGE = 1000;
+/** Upper bound on names returned by one list (admin lists are for humans and tools, not bulk export). */
+const LIST_MAX = 100_000;
+
+export class NamespaceResources {
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly store: MetadataStore,
+    private readonly defaults: { policies: NamespacePolicies; cluster: string },
+    logger: Logger,
+  ) {
+    this.logger = logger.child({ component: 'namespace-resources' });
+  }
+
+  /** Creates tenant `public` and namespace `public/default` unless they exist (idempotent, race-safe). */
+  async ensureDefaults(): Promise<void> {
+    await this.createIfAbsent(`admin/tenants/${DEFAULT_TENANT}`, { adminRoles: [], allowedClusters: [this.defaults.cluster] });
+    await this.createIfAbsent(`admin/policies/${DEFAULT_TENANT}/${DEFAULT_NAMESPACE}`, this.defaults.policies);
+  }
+
+  async listTenants(): Promise<string[]> {
+    return this.listChildren('admin/tenants/');
+  }
+
+  async createTenant(tenant: string, info: TenantInfo): Promise<void> {
+    checkTenantName(tenant);
+    if (!(await this.createIfAbsent(`admin/tenants/${tenant}`, info))) throw new AlreadyExistsError(`tenant ${tenant}`);
+  }
+
+  async deleteTenant(tenant: string): Promise<void> {
+    checkTenantName(tenant);
+    if ((await this.listNamespaces(tenant)).length > 0) throw new ConsumerBusyError(`tenant ${tenant} still has namespaces`);
+    if (!(await this.store.delete(`admin/tenants/${tenant}`))) throw new NotFoundError(`tenant ${tenant}`);
+  }
+
+  async tenantExists(tenant: string): Promise<boolean> {
+    return (await this.store.get(`admin/tenants/${tenant}`)) !== undefined;
+  }
+
+  async listNamespaces(tenant: string): Promise<string[]> {
+    checkTenantName(tenant);
+    return (await this.listChildren(`admin/policies/${tenant}/`)).map((ns) => `${tenant}/${ns}`);
+  }
+
+  async createNamespace(name: string, policies: Partial<NamespacePolicies>): Promise<void> {
+    const ns = parseNamespace(name);
+    if (!(await this.tenantExists(ns.tenant))) throw new NotFoundError(`tenant ${ns.tenant}`);
+    const full = this.validatePolicies({ ...this.defaults.policies, ...policies });
+    if (!(await this.createIfAbsent(`admin/policies/${ns.name}`, full))) throw new AlreadyExistsError(`namespace ${ns.name}`);
+  }
+
+  async deleteNamespace(name: string, hasTopics: boolean): Promise<void> {
+    const ns = parseNamespace(name);
+    if (hasTopics || (await this.listPartitionedTopics(ns.name)).length > 0) {
+      throw new ConsumerBusyError(`namespace ${ns.name} still has topics`);
+    }
+    if (!(await this.store.delete(`admin/policies/${ns.name}`))) throw new NotFoundError(`namespace ${ns.name}`);
+  }
+
+  /** The namespace's policies; NOT_FOUND when the namespace does not exist. */
+  async getPolicies(name: string): Promise<NamespacePolicies> {
+    const ns = parseNamespace(name);
+    const kv = await this.store.get(`admin/policies/${ns.name}`);
+    if (!kv) throw new NotFoundError(`namespace ${ns.name}`);
+    return { ...this.defaults.policies, ...(JSON.parse(kv.value.toString('utf8')) as Partial<NamespacePolicies>) };
+  }
+
+  async setPolicies(name: string, policies: NamespacePolicies): Promise<void> {
+    const ns = parseNamespace(name);
+    const kv = await this.store.get(`admin/policies/${ns.name}`);
+    if (!kv) throw new NotFoundError(`namespace ${ns.name}`);
+    const full = this.validatePolicies(policies);
+    await this.store.put(`admin/policies/${ns.name}`, JSON.stringify(full), { expectedVersion: kv.version });
+  }
+
+  /** 0 when `topic` is not a partitioned topic. */
+  async getPartitions(topic: TopicName): Promise<number> {
+    if (topic.isPartition) return 0;
+    const kv = await this.store.get(`admin/partitioned-topics/${topic.path}`);
+    if (!kv) return 0;
+    return (JSON.parse(kv.value.toString('utf8')) as { partitions: number }).partitions;
+  }
+
+  async createPartitionedTopic(topic: TopicName, partitions: number): Promise<void> {
+    if (topic.isPartition) throw new InvalidRequestError(`${topic} is a partition name`);
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
+      throw new InvalidRequestError(`partitions must be 1..${MAX_PARTITIONS}, got ${partitions}`);
+    }
+    await this.getPolicies(topic.namespaceName);
+    if (!(await this.createIfAbsent(`admin/partitioned-topics/${topic.path}`, { partitions }))) {
+      throw new AlreadyExistsError(`partitioned topic ${topic}`);
+    }
+  }
+
+  async deletePartitionedTopic(topic: TopicName): Promise<number> {
+    const partitions = await this.getPartitions(topic);
+    if (partitions === 0) throw new NotFoundError(`partitioned topic ${topic}`);
+    await this.store.delete(`admin/partitioned-topics/${topic.path}`);
+    return partitions;
+  }
+
+  async listPartitionedTopics(namespace: string): Promise<string[]> {
+    const ns = parseNamespace(namespace);
+    const out: string[] = [];
+    for (const domain of ['persistent', 'non-persistent']) {
+      for (const local of await this.listChildren(`admin/partitioned-topics/${ns.name}/${domain}/`)) {
+        out.push(`${domain}://${ns.name}/${local}`);
+      }
+    }
+    return out;
+  }
+
+  private validatePolicies(p: NamespacePolicies): NamespacePolicies {
+    const intIn = (v: unknown, min: number, max: number, what: string) => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new InvalidRequestError(`${what} must be ${min}..${max}, got ${String(v)}`);
+    };
+    intIn(p.bundles, 1, MAX_BUNDLES, 'bundles');
+    intIn(p.ensembleSize, 1, 32, 'ensembleSize');
+    intIn(p.writeQuorum, 1, p.ensembleSize, 'writeQuorum');
+    intIn(p.ackQuorum, 1, p.writeQuorum, 'ackQuorum');
+    intIn(p.retentionTimeMinutes, -1, Number.MAX_SAFE_INTEGER, 'retentionTimeMinutes');
+    intIn(p.retentionSizeMb, -1, Number.MAX_SAFE_INTEGER, 'retentionSizeMb');
+    intIn(p.messageTtlSeconds, 0, 0xffffffff, 'messageTtlSeconds');
+    return {
+      deduplicationEnabled: Boolean(p.deduplicationEnabled), retentionTimeMinutes: p.retentionTimeMinutes,
+      retentionSizeMb: p.retentionSizeMb, messageTtlSeconds: p.messageTtlSeconds, bundles: p.bundles,
+      ensembleSize: p.ensembleSize, writeQuorum: p.writeQuorum, ackQuorum: p.ackQuorum,
+    };
+  }
+
+  /** Returns false when the key already existed. */
+  private async createIfAbsent(key: string, value: unknown): Promise<boolean> {
+    try {
+      await this.store.put(key, JSON.stringify(value), { expectedVersion: 0 });
+      this.logger.info({ key }, 'created');
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'BAD_VERSION') return false;
+      throw err;
+    }
+  }
+
+  /** Direct children names under a prefix (the first path segment after it). */
+  private async listChildren(prefix: string): Promise<string[]> {
+    const names = new Set<string>();
+    let startAfter: string | undefined;
+    for (;;) {
+      const page = await this.store.list(prefix, { limit: LIST_PAGE, startAfter });
+      for (const item of page.items) {
+        const child = item.key.slice(prefix.length).split('/')[0];
+        if (child) names.add(child);
+      }
+      if (!page.more || page.items.length === 0 || names.size >= LIST_MAX) break;
+      startAfter = page.items[page.items.length - 1]?.key;
+    }
+    return [...names].sort();
+  }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// The `strata` command. Server roles parse their own flags (packages/runtime config: flags, STRATA_*
+// env vars, a YAML --config file); client commands come from @strata/client.
+import { readFileSync } from 'node:fs';
+import { registerClientCommands } from '@strata/client/cli';
+import { Command } from 'commander';
+import { roles } from './roles.js';
+import { runRole } from './run-role.js';
+import { standaloneConfigSpec, startStandalone } from './standalone.js';
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('strata')
+  .description('Strata: a Pulsar-model messaging system. Server roles, a standalone cluster, and client tools.')
+  .version(version)
+  .showHelpAfterError();
+
+/** A role command takes its flags raw: the role's config spec parses and validates them. */
+function roleCommand(name: string, summary: string, run: (argv: string[]) => Promise<void>): void {
+  program
+    .command(name)
+    .description(`${summary} (strata ${name} --help lists its flags)`)
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument('[flags...]')
+    .action(async (flags: string[]) => run(flags));
+}
+
+roleCommand('standalone', 'run a coordinator, a broker and two bookies in one process, for development', (argv) =>
+  runRole({ name: 'standalone', summary: 'A one-machine Strata for development and the quick start.', spec: standaloneConfigSpec }, argv, async (config, logger) => {
+    const running = await startStandalone(config as Parameters<typeof startStandalone>[0], logger);
+    process.stdout.write(
+      `\nStrata standalone is ready.\n  service URL: ${running.serviceUrl}\n  metrics:     http://${String(config.host)}:${running.httpPort}/metrics\n` +
+        `  try:         npx strata produce my-topic -m hello   and   npx strata consume my-topic -s sub -n 0\n\n`,
+    );
+    return running;
+  }),
+);
+for (const role of roles) {
+  roleCommand(role.name, role.summary, (argv) => runRole(role, argv, (config, logger) => role.start(config, { logger })));
+}
+registerClientCommands(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`strata: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

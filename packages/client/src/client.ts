@@ -1,0 +1,161 @@
+import { ConnectionPool, unary } from './connection.js';
+import type { ClientContext } from './context.js';
+import { Consumer, type ConsumerConfig } from './consumer.js';
+import { ClientErrorCode, configError, fromGrpcError, operationError, unsupportedOption } from './errors.js';
+import { LogLevel, loggerFromHandler, silentLogger, type LogHandler, type Logger } from './logger.js';
+import { Producer, type ProducerConfig } from './producer.js';
+import { Reader, type ReaderConfig } from './reader.js';
+import { fullTopicName, parseServiceUrl, partitionTopicName } from './topic.js';
+import { systemClock, type Clock, type Random } from './util.js';
+
+/** pulsar-client's ClientConfig, restricted to what Strata supports (others are rejected). */
+export interface ClientConfig {
+  /** `pulsar://host:port[,host:port]` or `strata://...`. */
+  serviceUrl: string;
+  /** Deadline of lookups, subscribe/create and other request/answer exchanges. Default 30. */
+  operationTimeoutSeconds?: number;
+  /** pulsar-client's log callback. */
+  log?: LogHandler;
+  logLevel?: LogLevel;
+  /** Deadline of the first connection to a broker (ms). Default 10000. */
+  connectionTimeoutMs?: number;
+  /** Strata extension: a pino-compatible logger (the SDK is silent without one of log/logger). */
+  logger?: Logger;
+  /** Strata extension: reconnection backoff bounds (ms). Defaults 100 and 30000. */
+  initialBackoffIntervalMs?: number;
+  maxBackoffIntervalMs?: number;
+  /** Strata extension, for tests: injected time and randomness. */
+  clock?: Clock;
+  random?: Random;
+}
+
+const SUPPORTED = new Set([
+  'serviceUrl', 'operationTimeoutSeconds', 'log', 'logLevel', 'connectionTimeoutMs', 'logger',
+  'initialBackoffIntervalMs', 'maxBackoffIntervalMs', 'clock', 'random',
+]);
+const KNOWN_UNSUPPORTED: Record<string, string> = {
+  authentication: 'Strata has no authentication yet',
+  serviceUrlProvider: 'Strata has no automatic cluster failover yet',
+  tlsTrustCertsFilePath: 'Strata has no TLS yet',
+  tlsCertificateFilePath: 'Strata has no TLS yet',
+  tlsPrivateKeyFilePath: 'Strata has no TLS yet',
+  tlsValidateHostname: 'Strata has no TLS yet',
+  tlsAllowInsecureConnection: 'Strata has no TLS yet',
+  ioThreads: 'the SDK runs on the Node.js event loop; there are no I/O threads to size',
+  messageListenerThreads: 'listeners run on the Node.js event loop',
+  concurrentLookupRequest: 'lookups are not throttled by the SDK',
+  statsIntervalInSeconds: 'the SDK does not log periodic stats',
+  listenerName: 'brokers advertise one address',
+};
+
+let defaultLogHandler: LogHandler | undefined;
+
+/**
+ * The entry point: holds the connections (one gRPC channel per broker, shared by everything the
+ * client creates) and creates producers, consumers and readers. close() closes all of them.
+ */
+export class Client {
+  readonly #ctx: ClientContext;
+  readonly #children = new Set<{ close(): Promise<unknown> }>();
+  #closed = false;
+
+  /** Sets the log callback of clients created afterwards without `log`/`logger` (as pulsar-client). */
+  static setLogHandler(handler: LogHandler | null): void {
+    if (handler !== null && typeof handler !== 'function') throw configError('Client log handler must be a function or null');
+    defaultLogHandler = handler ?? undefined;
+  }
+
+  constructor(config: ClientConfig) {
+    if (typeof config !== 'object' || config === null) throw configError('Client config must be an object');
+    const c = config as unknown as Record<string, unknown>;
+    for (const key of Object.keys(c)) {
+      if (c[key] === undefined || SUPPORTED.has(key)) continue;
+      throw unsupportedOption('Client', key, KNOWN_UNSUPPORTED[key] ?? 'unknown option');
+    }
+    const hosts = parseServiceUrl(config.serviceUrl);
+    const opSeconds = config.operationTimeoutSeconds ?? 30;
+    if (typeof opSeconds !== 'number' || !(opSeconds > 0) || opSeconds > 3600) throw configError('operationTimeoutSeconds must be a number in (0, 3600]');
+    const initialBackoffMs = config.initialBackoffIntervalMs ?? 100;
+    const maxBackoffMs = config.maxBackoffIntervalMs ?? 30_000;
+    if (!Number.isInteger(initialBackoffMs) || initialBackoffMs < 1 || !Number.isInteger(maxBackoffMs) || maxBackoffMs < initialBackoffMs || maxBackoffMs > 600_000) {
+      throw configError('backoff intervals must be integers with 1 <= initialBackoffIntervalMs <= maxBackoffIntervalMs <= 600000');
+    }
+    const connectionTimeoutMs = config.connectionTimeoutMs ?? 10_000;
+    if (!Number.isInteger(connectionTimeoutMs) || connectionTimeoutMs < 1 || connectionTimeoutMs > 600_000) throw configError('connectionTimeoutMs must be an integer in [1, 600000]');
+    if (config.log !== undefined && typeof config.log !== 'function') throw configError('log must be a function');
+    if (config.logLevel !== undefined && ![0, 1, 2, 3].includes(config.logLevel)) throw configError('logLevel must be a LogLevel (0-3)');
+    const handler = config.log ?? defaultLogHandler;
+    const logger = config.logger ?? (handler ? loggerFromHandler(handler, config.logLevel ?? LogLevel.INFO) : silentLogger);
+    const root = logger.child({ component: 'client' });
+    this.#ctx = {
+      pool: new ConnectionPool(hosts, opSeconds * 1000, root, connectionTimeoutMs),
+      logger,
+      clock: config.clock ?? systemClock,
+      random: config.random ?? Math.random,
+      operationTimeoutMs: opSeconds * 1000,
+      initialBackoffMs,
+      maxBackoffMs,
+    };
+  }
+
+  #track<T extends { close(): Promise<unknown> }>(child: T): T {
+    this.#children.add(child);
+    return child;
+  }
+
+  #untrack = (child: { close(): Promise<unknown> }): void => {
+    this.#children.delete(child);
+  };
+
+  #checkOpen(op: string): void {
+    if (this.#closed) throw operationError(op, ClientErrorCode.ALREADY_CLOSED);
+  }
+
+  async createProducer(config: ProducerConfig): Promise<Producer> {
+    this.#checkOpen('Failed to create producer');
+    return this.#track(await Producer.create(this.#ctx, config, this.#untrack));
+  }
+
+  async subscribe(config: ConsumerConfig): Promise<Consumer> {
+    this.#checkOpen('Failed to create consumer');
+    const host = {
+      createProducer: (c: ProducerConfig) => this.createProducer(c),
+      subscribe: (c: ConsumerConfig) => this.subscribe(c),
+      listTopics: (ns: string) => this.#listTopics(ns),
+      partitions: (t: string) => this.#ctx.pool.partitions(t),
+    };
+    return this.#track(await Consumer.create(this.#ctx, config, host, this.#untrack));
+  }
+
+  async createReader(config: ReaderConfig): Promise<Reader> {
+    this.#checkOpen('Failed to create reader');
+    return this.#track(await Reader.create(this.#ctx, config, (t) => this.#ctx.pool.partitions(t), this.#untrack));
+  }
+
+  /** The partitions' topic names of a partitioned topic, or the topic itself if it has none. */
+  async getPartitionsForTopic(topic: string): Promise<string[]> {
+    this.#checkOpen('Failed to GetPartitionsForTopic');
+    const full = fullTopicName(topic);
+    try {
+      const n = await this.#ctx.pool.partitions(full);
+      return n === 0 ? [full] : Array.from({ length: n }, (_, i) => partitionTopicName(full, i));
+    } catch (err) {
+      throw fromGrpcError(err).withContext('Failed to GetPartitionsForTopic');
+    }
+  }
+
+  async #listTopics(namespace: string): Promise<string[]> {
+    const conn = this.#ctx.pool.service();
+    const res = await unary<{ names: string[] }>((cb, opts) => conn.admin.ListTopics({ namespace, bundles: 0 }, opts, cb), this.#ctx.operationTimeoutMs);
+    return res.names.map((n) => fullTopicName(n.includes('://') || n.split('/').length === 3 ? n : `${namespace}/${n}`));
+  }
+
+  /** Closes every producer, consumer and reader of the client, then its connections. */
+  async close(): Promise<null> {
+    if (this.#closed) return null;
+    this.#closed = true;
+    await Promise.allSettled([...this.#children].map((c) => c.close()));
+    this.#ctx.pool.close();
+    return null;
+  }
+}

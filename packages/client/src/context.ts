@@ -1,0 +1,16 @@
+import type { ConnectionPool } from './connection.js';
+import type { Logger } from './logger.js';
+import type { Clock, Random } from './util.js';
+
+/** What producers, consumers and readers share with the client that made them. */
+export interface ClientContext {
+  readonly pool: ConnectionPool;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly random: Random;
+  /** Deadline of a request/answer exchange (lookup, open, ack, seek...). */
+  readonly operationTimeoutMs: number;
+  /** Reconnection backoff bounds. */
+  readonly initialBackoffMs: number;
+  readonly maxBackoffMs: number;
+}

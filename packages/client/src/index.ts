@@ -1,0 +1,34 @@
+import { Client } from './client.js';
+import { Consumer } from './consumer.js';
+import { ClientError, ClientErrorCode } from './errors.js';
+import { LogLevel } from './logger.js';
+import { Message, MessageId } from './message.js';
+import { Producer } from './producer.js';
+import { Reader } from './reader.js';
+
+export { Client } from './client.js';
+export type { ClientConfig } from './client.js';
+export { Producer } from './producer.js';
+export type { ProducerConfig, SendOptions, MessageRoutingMode, ProducerAccessMode, MessageRouter, TopicMetadata } from './producer.js';
+export { Consumer } from './consumer.js';
+export type {
+  ConsumerConfig, ReceiveOptions, SubscriptionType, InitialPosition, ConsumerKeyShareMode, DeadLetterPolicy,
+  ConsumerBatchReceivePolicy, KeySharedPolicy,
+} from './consumer.js';
+export { Reader } from './reader.js';
+export type { ReaderConfig } from './reader.js';
+export { Message, MessageId } from './message.js';
+export type { ProducerMessage } from './message.js';
+export type { CompressionType } from './compression.js';
+export type { HashingScheme } from './hash.js';
+export { javaStringHash, murmur3_32, partitionForKey } from './hash.js';
+export { ClientError, ClientErrorCode, isClientError } from './errors.js';
+export { LogLevel } from './logger.js';
+export type { Logger, LogHandler } from './logger.js';
+
+/**
+ * The default export has pulsar-client's shape, so that `import Pulsar from '@strata/client'` and
+ * `new Pulsar.Client({ serviceUrl })` work unchanged.
+ */
+const Pulsar = { Client, Producer, Consumer, Reader, Message, MessageId, LogLevel, ClientError, ClientErrorCode };
+export default Pulsar;

@@ -1,0 +1,112 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
+import type { ProtoGrpcType as BrokerGrpc } from './generated/broker.js';
+import type { ProtoGrpcType as AdminGrpc } from './generated/admin.js';
+import type { BrokerClient } from './generated/strata/broker/v1/Broker.js';
+import type { AdminClient } from './generated/strata/broker/v1/Admin.js';
+import type { SingleMessage, SingleMessage__Output } from './generated/strata/broker/v1/SingleMessage.js';
+import type { EntryEnvelope__Output } from './generated/strata/broker/v1/EntryEnvelope.js';
+import type { MessageId as WireMessageId, MessageId__Output } from './generated/strata/broker/v1/MessageId.js';
+
+export type { BrokerClient, AdminClient, SingleMessage, SingleMessage__Output, EntryEnvelope__Output, MessageId__Output };
+
+const PROTO_FILES = ['strata/broker/v1/broker.proto', 'strata/broker/v1/admin.proto', 'strata/broker/v1/messages.proto'];
+
+/** Must match the flags scripts/gen-protos.mjs gives the type generator. */
+const PROTO_LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
+
+/**
+ * Where protos/ is: STRATA_PROTOS_DIR, else the first `protos/` found walking up from this module.
+ * The client keeps its own copy of this lookup because it must not depend on server packages.
+ */
+export function protosDir(): string {
+  const fromEnv = process.env.STRATA_PROTOS_DIR;
+  if (fromEnv) return fromEnv;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'protos');
+    if (existsSync(join(candidate, 'strata', 'broker'))) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('cannot find the protos/ directory; set STRATA_PROTOS_DIR');
+    dir = parent;
+  }
+}
+
+interface Loaded {
+  grpcBroker: BrokerGrpc['strata']['broker']['v1'];
+  grpcAdmin: AdminGrpc['strata']['broker']['v1'];
+  messageBatch: protobuf.Type;
+  entryEnvelope: protobuf.Type;
+  messageId: protobuf.Type;
+}
+
+let loaded: Loaded | undefined;
+
+function load(): Loaded {
+  if (loaded) return loaded;
+  const dir = protosDir();
+  const definition = protoLoader.loadSync(PROTO_FILES.map((f) => join(dir, f)), { ...PROTO_LOADER_OPTIONS, includeDirs: [dir] });
+  const pkg = grpc.loadPackageDefinition(definition) as unknown as BrokerGrpc & AdminGrpc;
+  // protobufjs directly for the payload messages that never travel as a gRPC argument of their own.
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : join(dir, target));
+  root.loadSync('strata/broker/v1/messages.proto', { keepCase: false });
+  loaded = {
+    grpcBroker: pkg.strata.broker.v1,
+    grpcAdmin: pkg.strata.broker.v1,
+    messageBatch: root.lookupType('strata.broker.v1.MessageBatch'),
+    entryEnvelope: root.lookupType('strata.broker.v1.EntryEnvelope'),
+    messageId: root.lookupType('strata.broker.v1.MessageId'),
+  };
+  return loaded;
+}
+
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  'grpc.max_send_message_length': 64 * 1024 * 1024,
+  // Reconnection is the SDK's job (it re-looks-up the topic); keep grpc's own retries short.
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 2_000,
+};
+
+/** One channel to one broker, carrying both services. */
+export function createBrokerClients(address: string): { broker: BrokerClient; admin: AdminClient } {
+  const p = load();
+  const broker = new p.grpcBroker.Broker(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  const admin = new p.grpcAdmin.Admin(address, grpc.credentials.createInsecure(), { channelOverride: broker.getChannel() });
+  return { broker, admin };
+}
+
+const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: true, oneofs: true };
+
+export function encodeMessageBatch(messages: SingleMessage[]): Buffer {
+  const t = load().messageBatch;
+  return Buffer.from(t.encode(t.fromObject({ messages })).finish());
+}
+
+export function decodeMessageBatch(bytes: Uint8Array): SingleMessage__Output[] {
+  const t = load().messageBatch;
+  const obj = t.toObject(t.decode(bytes), TO_OBJECT) as { messages: SingleMessage__Output[] };
+  return obj.messages;
+}
+
+export function encodeEntryEnvelope(envelope: object): Buffer {
+  const t = load().entryEnvelope;
+  return Buffer.from(t.encode(t.fromObject(envelope)).finish());
+}
+
+export function encodeMessageIdData(id: WireMessageId): Buffer {
+  const t = load().messageId;
+  return Buffer.from(t.encode(t.fromObject(id)).finish());
+}
+
+export function decodeMessageIdData(bytes: Uint8Array): MessageId__Output {
+  const t = load().messageId;
+  return t.toObject(t.decode(bytes), TO_OBJECT) as MessageId__Output;
+}

@@ -1,0 +1,157 @@
+import { abortError, ClientError } from './errors.js';
+
+/** Injected time, so that core logic can be driven by tests. */
+export interface Clock {
+  now(): number;
+}
+export const systemClock: Clock = { now: () => Date.now() };
+
+/** Injected randomness (jitter). Returns [0, 1). */
+export type Random = () => number;
+
+/**
+ * Bounded exponential backoff with full jitter: attempt n waits a random time in
+ * [base/2, base] where base = min(maxMs, initialMs * 2^n).
+ */
+export class Backoff {
+  #attempt = 0;
+  constructor(private readonly initialMs: number, private readonly maxMs: number, private readonly random: Random = Math.random) {}
+
+  next(): number {
+    const base = Math.min(this.maxMs, this.initialMs * 2 ** Math.min(this.#attempt, 30));
+    this.#attempt++;
+    return Math.round(base / 2 + (base / 2) * this.random());
+  }
+
+  reset(): void {
+    this.#attempt = 0;
+  }
+
+  get attempts(): number {
+    return this.#attempt;
+  }
+}
+
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(err: unknown): void;
+}
+
+export function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Waits `ms`, or rejects when the signal aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(signal, 'Sleep'));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal, 'Sleep'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Requests on a stream that expect an answer carrying the same request id. Bounded: at most
+ * `max` outstanding; each times out after `timeoutMs`.
+ */
+export class PendingRequests<T = void> {
+  #next = 1;
+  readonly #pending = new Map<number, { d: Deferred<T>; timer: NodeJS.Timeout }>();
+
+  constructor(private readonly timeoutMs: number, private readonly makeTimeout: () => ClientError, private readonly max = 10_000) {}
+
+  start(): { id: number; promise: Promise<T> } {
+    if (this.#pending.size >= this.max) throw new ClientError('TOO_MANY_REQUESTS', `more than ${this.max} requests outstanding`);
+    const id = this.#next++;
+    const d = deferred<T>();
+    const timer = setTimeout(() => {
+      this.#pending.delete(id);
+      d.reject(this.makeTimeout());
+    }, this.timeoutMs);
+    timer.unref?.();
+    this.#pending.set(id, { d, timer });
+    return { id, promise: d.promise };
+  }
+
+  resolve(id: number, value: T): boolean {
+    const p = this.#pending.get(id);
+    if (!p) return false;
+    clearTimeout(p.timer);
+    this.#pending.delete(id);
+    p.d.resolve(value);
+    return true;
+  }
+
+  reject(id: number, err: unknown): boolean {
+    const p = this.#pending.get(id);
+    if (!p) return false;
+    clearTimeout(p.timer);
+    this.#pending.delete(id);
+    p.d.reject(err);
+    return true;
+  }
+
+  rejectAll(err: unknown): void {
+    for (const [id] of this.#pending) this.reject(id, err);
+  }
+
+  get size(): number {
+    return this.#pending.size;
+  }
+}
+
+/** A FIFO with O(1) shift, for receiver queues. */
+export class Queue<T> {
+  #items: (T | undefined)[] = [];
+  #head = 0;
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const item = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+
+  peek(): T | undefined {
+    return this.#items[this.#head];
+  }
+
+  /** Keeps only the items for which keep() is true. */
+  filter(keep: (item: T) => boolean): T[] {
+    const removed: T[] = [];
+    const kept: T[] = [];
+    for (let i = this.#head; i < this.#items.length; i++) {
+      const item = this.#items[i] as T;
+      (keep(item) ? kept : removed).push(item);
+    }
+    this.#items = kept;
+    this.#head = 0;
+    return removed;
+  }
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+}

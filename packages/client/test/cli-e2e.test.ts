@@ -1,0 +1,178 @@
+// The built `strata` bin as a child process against a real `strata standalone` (coordinator, broker and two
+// bookies writing to a temp dir), on free ports. Needs `npx tsc -b packages/cli` first.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const bin = join(root, 'packages', 'cli', 'dist', 'bin.js');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+function runBin(args: string[], timeoutMs = 30_000): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+let dir = '';
+let standalone: ChildProcess | undefined;
+let serviceUrl = '';
+const id = randomBytes(4).toString('hex');
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'strata-cli-e2e-'));
+  const ports: number[] = [];
+  while (ports.length < 8) {
+    const p = await freePort();
+    if (!ports.includes(p)) ports.push(p);
+  }
+  const [broker, brokerHttp, b1, b2, b1Http, b2Http, coord, coordHttp] = ports.map(String) as string[];
+  standalone = spawn(process.execPath, [
+    bin, 'standalone', '--data-dir', join(dir, 'data'), '--host', '127.0.0.1', '--log-level', 'warn',
+    '--broker-port', broker as string, '--broker-http-port', brokerHttp as string, '--bookie-ports', `${b1},${b2}`,
+    '--bookie-http-ports', `${b1Http},${b2Http}`, '--coordinator-port', coord as string, '--coordinator-http-port', coordHttp as string,
+  ], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  standalone.stderr?.on('data', (d) => { output += d; });
+  serviceUrl = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`standalone not ready:\n${output.slice(-3000)}`)), 50_000);
+    standalone?.stdout?.on('data', (d) => {
+      output += d;
+      const m = /service URL:\s*(\S+)/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1] as string);
+      }
+    });
+    standalone?.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`standalone exited with ${code}:\n${output.slice(-3000)}`));
+    });
+  });
+}, 60_000);
+
+afterAll(async () => {
+  const child = standalone;
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  if (dir) await rm(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe('strata client commands against a standalone', () => {
+  it('produces messages and consumes them back in order', async () => {
+    const topic = `persistent://public/default/cli-e2e-${id}`;
+    const produced = await runBin(['produce', topic, '-m', 'one,two,three', '-n', '4', '-k', 'k1', '-p', 'src=e2e', '--service-url', serviceUrl]);
+    expect(produced.stderr).toBe('');
+    expect(produced.code).toBe(0);
+    expect(produced.stdout).toContain('12 messages successfully produced');
+
+    const consumed = await runBin(['consume', topic, '-s', `sub-${id}`, '-p', 'Earliest', '-n', '12', '--json', '--service-url', serviceUrl]);
+    expect(consumed.code).toBe(0);
+    const messages = consumed.stdout.trim().split('\n').map((l) => JSON.parse(l) as { data: string; key: string; properties: Record<string, string> });
+    expect(messages.map((m) => m.data)).toEqual(Array.from({ length: 4 }, () => ['one', 'two', 'three']).flat());
+    expect(messages[0]).toMatchObject({ key: 'k1', properties: { src: 'e2e' } });
+    expect(consumed.stderr).toContain('12 messages successfully consumed');
+  });
+
+  it('lists and shows topics, tenants and brokers with admin', async () => {
+    const topic = `persistent://public/default/cli-admin-${id}`;
+    expect((await runBin(['produce', topic, '-m', 'x', '--service-url', serviceUrl])).code).toBe(0);
+
+    const topics = await runBin(['admin', 'topics', 'list', 'public/default', '--json', '--service-url', serviceUrl]);
+    expect(topics.code).toBe(0);
+    expect(JSON.parse(topics.stdout)).toContain(topic);
+
+    const stats = await runBin(['admin', 'topics', 'stats', topic, '--json', '--service-url', serviceUrl]);
+    expect(stats.code).toBe(0);
+    expect(JSON.parse(stats.stdout)).toMatchObject({ topic });
+
+    const human = await runBin(['admin', 'topics', 'stats', topic, '--service-url', serviceUrl]);
+    expect(human.stdout).toMatch(/^topic\s+persistent:\/\/public\/default\/cli-admin-/m);
+
+    const tenants = await runBin(['admin', 'tenants', 'list', '--service-url', serviceUrl]);
+    expect(tenants.code).toBe(0);
+    expect(tenants.stdout.split('\n')[0]).toBe('TENANT');
+    expect(tenants.stdout).toContain('public');
+
+    const brokers = await runBin(['admin', 'brokers', 'list', '--json', '--service-url', serviceUrl]);
+    expect(brokers.code).toBe(0);
+    expect((JSON.parse(brokers.stdout) as unknown[]).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('creates a partitioned topic and looks its partitions up', async () => {
+    const topic = `persistent://public/default/cli-part-${id}`;
+    const created = await runBin(['admin', 'topics', 'create-partitioned', topic, '-p', '3', '--service-url', serviceUrl]);
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    const again = await runBin(['admin', 'topics', 'create-partitioned', topic, '-p', '3', '--service-url', serviceUrl]);
+    expect(again.code).toBe(1);
+    expect(again.stderr.trim().split('\n')).toHaveLength(1);
+    expect(again.stderr).toMatch(/^error: .*ALREADY_EXISTS/);
+    const lookup = await runBin(['admin', 'topics', 'partitioned-lookup', topic, '--json', '--service-url', serviceUrl]);
+    expect(lookup.code).toBe(0);
+    expect((JSON.parse(lookup.stdout) as { topic: string }[]).map((r) => r.topic)).toEqual([0, 1, 2].map((i) => `${topic}-partition-${i}`));
+  });
+
+  it('runs perf produce and an OMB workload with --json', async () => {
+    const perf = await runBin(['perf', 'produce', `cli-perf-${id}`, '-r', '2000', '--test-duration', '3', '--warmup-time', '0',
+      '--report-interval', '1', '--json', '--service-url', serviceUrl]);
+    expect(perf.code).toBe(0);
+    const lines = perf.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; publish?: { messages: number; errors: number; latency: { p99Ms: number } } });
+    expect(lines.filter((l) => l.type === 'interval').length).toBeGreaterThanOrEqual(2);
+    const summary = lines[lines.length - 1];
+    expect(summary?.type).toBe('summary');
+    expect(summary?.publish?.messages).toBeGreaterThan(1000);
+    expect(summary?.publish?.errors).toBe(0);
+    expect(summary?.publish?.latency.p99Ms).toBeGreaterThan(0);
+
+    const workload = join(dir, 'w.yaml');
+    await writeFile(workload, 'name: e2e\ntopics: 1\npartitionsPerTopic: 2\nmessageSize: 512\nsubscriptionsPerTopic: 1\nconsumerPerSubscription: 1\nproducersPerTopic: 1\nproducerRate: 500\nconsumerBacklogSizeGB: 0\ntestDurationMinutes: 15\n');
+    const run = await runBin(['perf', 'run', workload, '--test-duration', '3', '--warmup-time', '1', '--report-interval', '1', '--json', '--service-url', serviceUrl]);
+    expect(run.code).toBe(0);
+    const result = JSON.parse(run.stdout.trim().split('\n').pop() as string) as Record<string, number>;
+    expect(result.type).toBe('result');
+    expect(result.aggregatedPublishRate).toBeGreaterThan(250);
+    expect(result.aggregatedConsumeRate).toBeGreaterThan(250);
+    expect(result.aggregatedEndToEndLatency50pct).toBeGreaterThan(0);
+  }, 40_000);
+
+  it('gives one error line and a non-zero exit for bad input', async () => {
+    const bad = await runBin(['consume', 'some-topic', '--service-url', serviceUrl]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('error: -s/--subscription-name is required\n');
+    const down = await runBin(['admin', 'tenants', 'list', '--service-url', `pulsar://127.0.0.1:${await freePort()}`]);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/^error: cannot reach a broker at 127\.0\.0\.1:\d+/);
+  });
+});

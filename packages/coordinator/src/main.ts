@@ -1,0 +1,148 @@
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Counter, Gauge } from 'prom-client';
+import { field, Lifecycle, loadProtos, ServiceHost, toGrpcError, type ConfigValues, type Logger } from '@strata/runtime';
+import type { ProtoGrpcType } from './generated/coordinator.js';
+import type { CoordinatorHandlers } from './generated/strata/coordinator/v1/Coordinator.js';
+import { LeaderElector, type LeaderDuty } from './leader.js';
+import { createMetadataStore } from './metadata/factory.js';
+import type { MetadataStore } from './metadata/store.js';
+
+/** The election every coordinator campaigns in (key `elections/coordinator`). */
+export const COORDINATOR_ELECTION = 'coordinator';
+
+/** `strata coordinator` flags (and STRATA_* env vars, YAML keys). Units last. */
+export const coordinatorConfigSpec = {
+  metadataUrl: field.string('embedded://./data/metadata', 'etcd://host:port[,host:port] or embedded:///abs/dir (embedded://./rel is relative to the working dir)'),
+  cluster: field.string('standalone', 'cluster name (the metadata key prefix /strata/<cluster>/)', (v) =>
+    /^[A-Za-z0-9._-]+$/.test(v) ? undefined : 'letters, digits, ".", "_" and "-" only'),
+  coordinatorId: field.string('', 'this coordinator\'s id in the election; default <hostname>:<bound grpc port>'),
+  grpcHost: field.string('0.0.0.0', 'gRPC bind address'),
+  grpcPort: field.int(6660, 'gRPC port (0 picks a free one)', { min: 0, max: 65535 }),
+  httpHost: field.string('0.0.0.0', 'HTTP bind address (/metrics, /healthz, /readyz)'),
+  httpPort: field.int(8090, 'HTTP port (0 picks a free one)', { min: 0, max: 65535 }),
+  sessionTtlMs: field.int(5_000, 'metadata session TTL: a dead leader is replaced within about this long', { min: 2_000, max: 120_000 }),
+  logLevel: field.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const, 'info', 'log level'),
+};
+
+export type CoordinatorConfig = ConfigValues<typeof coordinatorConfigSpec>;
+
+export interface CoordinatorDeps {
+  logger: Logger;
+  /** A store to use; otherwise one is made from `metadataUrl` (and closed on stop). */
+  metadata?: MetadataStore;
+  /** Work run only while this coordinator leads (later issues add bundle assignment, auto-recovery). */
+  leaderDuties?: readonly LeaderDuty[];
+}
+
+export interface RunningCoordinator {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly coordinatorId: string;
+  isLeader(): boolean;
+  stop(): Promise<void>;
+}
+
+/** Makes a relative `embedded://./dir` absolute against the working directory; other URLs are returned as they are. */
+export function resolveMetadataUrl(url: string): string {
+  const m = /^embedded:\/\/(\.\.?\/.*)$/.exec(url);
+  return m ? `embedded://${resolve(m[1] as string)}` : url;
+}
+
+/**
+ * The coordinator's composition root: metadata store, ServiceHost (Coordinator gRPC service, health,
+ * metrics), and the leader elector that keeps a session, campaigns for `coordinator` and runs the
+ * leader duties while leading. Ready while it holds a metadata session.
+ */
+export async function startCoordinator(config: CoordinatorConfig, deps: CoordinatorDeps): Promise<RunningCoordinator> {
+  const logger = deps.logger.child({ role: 'coordinator' });
+  const lifecycle = new Lifecycle(logger);
+  const host = new ServiceHost({
+    role: 'coordinator', grpcHost: config.grpcHost, grpcPort: config.grpcPort, httpHost: config.httpHost, httpPort: config.httpPort,
+    maxMessageBytes: 4 * 1024 * 1024, logger,
+  });
+  const isLeaderGauge = new Gauge({ name: 'strata_coordinator_is_leader', help: '1 while this coordinator leads', registers: [host.metrics] });
+  const connectedGauge = new Gauge({ name: 'strata_coordinator_session_alive', help: '1 while this coordinator holds a metadata session', registers: [host.metrics] });
+  const termsCounter = new Counter({ name: 'strata_coordinator_leader_terms_total', help: 'times this coordinator became leader', registers: [host.metrics] });
+  const dutyErrors = new Counter({ name: 'strata_coordinator_leader_duty_errors_total', help: 'leader duties that threw', labelNames: ['duty'], registers: [host.metrics] });
+
+  let metadata = deps.metadata;
+  let ownsMetadata = false;
+  let coordinatorId = config.coordinatorId;
+  let elector: LeaderElector | undefined;
+  let wasLeader = false;
+
+  const handlers: CoordinatorHandlers = {
+    GetStatus: (_call, callback) => {
+      void (async () => {
+        const store = metadata as MetadataStore;
+        const [leaderId, brokers, bookies] = await Promise.all([
+          store.getLeader(COORDINATOR_ELECTION),
+          store.list('brokers/', { limit: 10_000 }),
+          store.list('bookies/available/', { limit: 10_000 }),
+        ]);
+        callback(null, {
+          coordinatorId, isLeader: elector?.leader ?? false, leaderId: leaderId ?? '',
+          liveBrokers: brokers.items.length, liveBookies: bookies.items.length,
+        });
+      })().catch((err) => callback(toGrpcError(err)));
+    },
+  };
+  const proto = loadProtos<ProtoGrpcType>(['strata/coordinator/v1/coordinator.proto']);
+  host.addService(proto.strata.coordinator.v1.Coordinator.service, handlers as grpc.UntypedServiceImplementation);
+
+  await lifecycle.start([
+    {
+      name: 'metadata',
+      start: async () => {
+        if (!metadata) {
+          metadata = await createMetadataStore(resolveMetadataUrl(config.metadataUrl), {
+            logger: logger.child({ component: 'metadata' }), cluster: config.cluster,
+          });
+          ownsMetadata = true;
+        }
+      },
+      stop: async () => {
+        if (ownsMetadata) await metadata?.close();
+      },
+    },
+    {
+      name: 'service-host',
+      start: async () => {
+        const ports = await host.start();
+        if (!coordinatorId) coordinatorId = `${hostname()}:${ports.grpcPort}`;
+        host.setReady(false, 'no metadata session yet');
+      },
+      stop: () => host.stop(),
+    },
+    {
+      name: 'leader-elector',
+      start: async () => {
+        elector = new LeaderElector({
+          store: metadata as MetadataStore, election: COORDINATOR_ELECTION, candidate: coordinatorId,
+          sessionTtlMs: config.sessionTtlMs, duties: deps.leaderDuties ?? [], logger,
+          onChange: ({ connected, leader }) => {
+            connectedGauge.set(connected ? 1 : 0);
+            if (leader && !wasLeader) termsCounter.inc();
+            wasLeader = leader;
+            isLeaderGauge.set(leader ? 1 : 0);
+            host.setReady(connected, connected ? '' : 'no metadata session');
+            logger.info({ connected, leader, coordinatorId }, 'coordinator state changed');
+          },
+          onDutyError: (duty) => dutyErrors.inc({ duty }),
+        });
+        elector.start();
+      },
+      stop: async () => elector?.stop(),
+    },
+  ]);
+  logger.info({ coordinatorId, cluster: config.cluster }, 'coordinator started');
+  return {
+    grpcPort: host.ports.grpcPort,
+    httpPort: host.ports.httpPort,
+    coordinatorId,
+    isLeader: () => elector?.leader ?? false,
+    stop: () => lifecycle.stop(),
+  };
+}

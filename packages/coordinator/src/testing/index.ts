@@ -1,0 +1,1 @@
+export { EtcdCluster, freePort, type EtcdClusterOptions } from './etcd-cluster.js';

@@ -1,0 +1,3 @@
+export { freePort, freePorts, tempDir } from './ports.js';
+export { ChildProcessHandle, type SpawnOptions } from './process.js';
+export { strataBin, spawnRole } from './roles.js';

@@ -1,0 +1,224 @@
+/**
+ * A Strata cluster of containers (testcontainers) from the locally built images (scripts/build-image.sh):
+ * etcd members, bookies, brokers and coordinators on one user-defined Docker network, each reachable
+ * in the network by a stable alias (etcd-0, bookie-1, broker-0, coordinator-0). Brokers and bookies
+ * advertise their alias, so clients run inside the network: `cluster.cli(...)` runs the strata CLI in a
+ * toolbox container there, and deploy/k8s/drills/drill.sh --platform docker runs the failover drills
+ * against the same network (DOCKER_NETWORK = cluster.networkName).
+ *
+ * Containers carry the labels `strata.role=<role>` and `strata.cluster=<id>` (the drills find brokers
+ * and bookies by role; leftovers are found by cluster). Set TESTCONTAINERS_RYUK_DISABLED=true (Ryuk's
+ * image cannot be pulled here); stop() removes everything this harness started.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
+
+// Ryuk (testcontainers' reaper) is an image that cannot be pulled here; stop() cleans up instead.
+process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
+
+export const STRATA_IMAGE = process.env.STRATA_IMAGE ?? 'strata:dev';
+export const ETCD_IMAGE = process.env.STRATA_ETCD_IMAGE ?? 'strata-etcd:dev';
+
+/** Ports inside the network (DESIGN.md defaults). */
+export const PORTS = {
+  etcdClient: 2379,
+  etcdPeer: 2380,
+  broker: { grpc: 6650, http: 8080 },
+  bookie: { grpc: 3181, http: 8000 },
+  coordinator: { grpc: 6660, http: 8090 },
+} as const;
+
+const ROLE_STARTUP_MS = 60_000;
+
+export interface ContainerClusterOptions {
+  etcdMembers?: number;
+  bookies?: number;
+  brokers?: number;
+  coordinators?: number;
+  /** Cluster name (metadata prefix); default a unique one. */
+  cluster?: string;
+  /** Extra STRATA_* variables per role, e.g. { broker: { STRATA_SESSION_TTL_MS: '4000' } }. */
+  env?: Partial<Record<'broker' | 'bookie' | 'coordinator', Record<string, string>>>;
+}
+
+export interface EtcdCluster {
+  readonly members: StartedTestContainer[];
+  /** `etcd://etcd-0:2379,...`, as the roles inside the network see it. */
+  readonly metadataUrl: string;
+}
+
+export interface ContainerCluster extends EtcdCluster {
+  readonly id: string;
+  readonly cluster: string;
+  readonly network: StartedNetwork;
+  readonly networkName: string;
+  readonly bookies: StartedTestContainer[];
+  readonly brokers: StartedTestContainer[];
+  readonly coordinators: StartedTestContainer[];
+  /** `pulsar://broker-0:6650,broker-1:6650`, for clients inside the network. */
+  readonly serviceUrl: string;
+  /** Runs `strata ARGS...` in the toolbox container, inside the network. */
+  cli(args: string[], options?: { timeoutMs?: number }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  stop(): Promise<void>;
+}
+
+/** A data directory on the host that uid 10001 in a container can write; removed by the owner's stop(). */
+export function hostDir(id: string, name: string, dataDirs: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), `${id}-${name}-`));
+  chmodSync(dir, 0o777);
+  dataDirs.push(dir);
+  return dir;
+}
+
+const labels = (id: string, role: string) => ({ 'strata.role': role, 'strata.cluster': id });
+
+/** Starts etcd members together (a member is ready only once a quorum runs) with --pre-vote. */
+export async function startEtcdCluster(network: StartedNetwork, id: string, members: number, dataDirs: string[]): Promise<EtcdCluster> {
+  const names = Array.from({ length: members }, (_, i) => `etcd-${i}`);
+  const initialCluster = names.map((n) => `${n}=http://${n}:${PORTS.etcdPeer}`).join(',');
+  const results = await Promise.allSettled(
+    names.map((name) =>
+      new GenericContainer(ETCD_IMAGE)
+        .withName(`${id}-${name}`)
+        .withNetwork(network)
+        .withNetworkAliases(name)
+        .withLabels(labels(id, 'etcd'))
+        // On the host, so that a killed member restarts with its data and rejoins.
+        .withBindMounts([{ source: hostDir(id, name, dataDirs), target: '/var/lib/etcd', mode: 'rw' }])
+        .withCommand([
+          `--name=${name}`,
+          '--data-dir=/var/lib/etcd/data',
+          `--listen-client-urls=http://0.0.0.0:${PORTS.etcdClient}`,
+          `--advertise-client-urls=http://${name}:${PORTS.etcdClient}`,
+          `--listen-peer-urls=http://0.0.0.0:${PORTS.etcdPeer}`,
+          `--initial-advertise-peer-urls=http://${name}:${PORTS.etcdPeer}`,
+          `--initial-cluster=${initialCluster}`,
+          '--initial-cluster-state=new',
+          `--initial-cluster-token=${id}`,
+          '--pre-vote',
+        ])
+        .withWaitStrategy(Wait.forLogMessage(/ready to serve client requests/))
+        .withStartupTimeout(30_000)
+        .start(),
+    ),
+  );
+  const started = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.allSettled(started.map((c) => c.stop({ timeout: 1_000, remove: true })));
+    throw failed.reason;
+  }
+  return { members: started, metadataUrl: `etcd://${names.map((n) => `${n}:${PORTS.etcdClient}`).join(',')}` };
+}
+
+/** `etcdctl endpoint health` of every member, run inside a member; true when all are healthy. */
+export async function etcdHealthy(etcd: EtcdCluster, from: StartedTestContainer): Promise<boolean> {
+  const endpoints = etcd.metadataUrl.replace('etcd://', '').split(',').map((e) => `http://${e}`).join(',');
+  const out = await from.exec(['/usr/local/bin/etcdctl', `--endpoints=${endpoints}`, '--command-timeout=2s', 'endpoint', 'health'], {
+    env: { ETCDCTL_API: '3' },
+  });
+  return out.exitCode === 0;
+}
+
+function roleContainer(id: string, network: StartedNetwork, role: 'broker' | 'bookie' | 'coordinator', name: string, env: Record<string, string>) {
+  const ports = PORTS[role];
+  return new GenericContainer(STRATA_IMAGE)
+    .withName(`${id}-${name}`)
+    .withNetwork(network)
+    .withNetworkAliases(name)
+    .withLabels(labels(id, role))
+    .withCommand([role])
+    // Environment, not flags: a variable a role's spec lacks is ignored, a flag would be refused.
+    .withEnvironment({ STRATA_GRPC_PORT: String(ports.grpc), STRATA_HTTP_PORT: String(ports.http), STRATA_GRPC_HOST: '0.0.0.0', STRATA_HTTP_HOST: '0.0.0.0', ...env })
+    .withExposedPorts(ports.http)
+    .withWaitStrategy(Wait.forHttp('/readyz', ports.http).forStatusCode(200))
+    .withStartupTimeout(ROLE_STARTUP_MS);
+}
+
+/**
+ * Starts the whole cluster: etcd, then coordinators, bookies and brokers (each waits for /readyz),
+ * then the toolbox. On a failure everything already started is removed before the error is thrown.
+ */
+export async function startContainerCluster(options: ContainerClusterOptions = {}): Promise<ContainerCluster> {
+  const id = `strata-${randomUUID().slice(0, 8)}`;
+  const cluster = options.cluster ?? id;
+  const network = await new Network().start();
+  const started: StartedTestContainer[] = [];
+  const dataDirs: string[] = [];
+  const stop = async () => {
+    await Promise.allSettled(started.map((c) => c.stop({ timeout: 1_000, remove: true })));
+    await network.stop().catch(() => undefined);
+    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const etcd = await startEtcdCluster(network, id, options.etcdMembers ?? 3, dataDirs);
+    started.push(...etcd.members);
+    const common = { STRATA_METADATA_URL: etcd.metadataUrl, STRATA_CLUSTER: cluster };
+
+    const coordinators: StartedTestContainer[] = [];
+    for (let i = 0; i < (options.coordinators ?? 1); i++) {
+      const c = await roleContainer(id, network, 'coordinator', `coordinator-${i}`, { ...common, ...options.env?.coordinator }).start();
+      started.push(c);
+      coordinators.push(c);
+    }
+    const bookies = await Promise.all(
+      Array.from({ length: options.bookies ?? 3 }, async (_, i) => {
+        const name = `bookie-${i}`;
+        // On the host, so that a killed and restarted bookie finds its ledgers again.
+        const dir = hostDir(id, name, dataDirs);
+        const c = await roleContainer(id, network, 'bookie', name, {
+          ...common, STRATA_ADVERTISED_ADDRESS: `${name}:${PORTS.bookie.grpc}`, STRATA_DATA_DIR: '/data/bookie', ...options.env?.bookie,
+        }).withBindMounts([{ source: dir, target: '/data', mode: 'rw' }]).start();
+        started.push(c);
+        return c;
+      }),
+    );
+    const brokers = await Promise.all(
+      Array.from({ length: options.brokers ?? 2 }, async (_, i) => {
+        const name = `broker-${i}`;
+        const c = await roleContainer(id, network, 'broker', name, {
+          ...common, STRATA_ADVERTISED_ADDRESS: `${name}:${PORTS.broker.grpc}`, ...options.env?.broker,
+        }).start();
+        started.push(c);
+        return c;
+      }),
+    );
+    const toolbox = await new GenericContainer(STRATA_IMAGE)
+      .withName(`${id}-toolbox`)
+      .withNetwork(network)
+      .withLabels(labels(id, 'drill'))
+      .withEntrypoint(['/usr/bin/node'])
+      .withCommand(['-e', 'setInterval(() => {}, 1 << 30)'])
+      .start();
+    started.push(toolbox);
+    const serviceUrl = `pulsar://${brokers.map((_, i) => `broker-${i}:${PORTS.broker.grpc}`).join(',')}`;
+    return {
+      id,
+      cluster,
+      network,
+      networkName: network.getName(),
+      members: etcd.members,
+      metadataUrl: etcd.metadataUrl,
+      bookies,
+      brokers,
+      coordinators,
+      serviceUrl,
+      async cli(args, { timeoutMs = 60_000 } = {}) {
+        // docker exec through the CLI: testcontainers' exec has no timeout of its own.
+        const out = spawnSync('docker', ['exec', toolbox.getId(), '/usr/bin/node', '/app/packages/cli/dist/bin.js', ...args], {
+          encoding: 'utf8',
+          timeout: timeoutMs,
+        });
+        return { exitCode: out.status ?? -1, stdout: out.stdout ?? '', stderr: out.stderr ?? '' };
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * The cluster a scenario runs against (STYLE.md 13): written once, run by the process harness here and,
+ * later, by a testcontainers harness. Nodes are addressed by role and index; faults are real signals.
+ */
+export interface ClusterNode {
+  readonly role: 'broker' | 'bookie' | 'coordinator';
+  readonly index: number;
+  /** host:port of its gRPC server. */
+  readonly address: string;
+  readonly running: boolean;
+  /** kill -9 */
+  kill(): Promise<void>;
+  /** SIGSTOP, as a long GC pause. */
+  pause(): void;
+  resume(): void;
+  /** Starts it again on the same ports and data. */
+  restart(): Promise<void>;
+  /** SIGTERM and wait. */
+  stop(): Promise<void>;
+}
+
+export interface Cluster {
+  /** pulsar://host:port of a broker. */
+  readonly serviceUrl: string;
+  readonly metadataUrl: string;
+  readonly brokers: readonly ClusterNode[];
+  readonly bookies: readonly ClusterNode[];
+  readonly coordinators: readonly ClusterNode[];
+  stop(): Promise<void>;
+}
