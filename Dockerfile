@@ -4,8 +4,10 @@
 
 # Build: compile the TypeScript and install the production dependencies.
 FROM node:20-bookworm-slim AS build
+# tini for PID 1; a C++ toolchain for native addons without a prebuilt binary (zstd-napi falls back to
+# node-gyp when it cannot download one).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
+ && apt-get install -y --no-install-recommends tini python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./

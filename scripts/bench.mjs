@@ -2,8 +2,9 @@
 // `npm run bench`: the broker benchmark of docs/benchmarks.md, end to end through the real CLI.
 //
 // 1. starts `strata standalone` (coordinator, broker, two bookies) on free ports in a temp dir;
-// 2. runs two OpenMessaging Benchmark workloads with `strata perf run` (one topic, one partition, 1 KB
-//    messages, batching on, one producer, one subscription with one consumer):
+// 2. runs `strata perf produce -r 0` (publish only, no consumer), then two OpenMessaging Benchmark workloads
+//    with `strata perf run` (one topic, one partition, 1 KB messages, batching on, one producer, one
+//    subscription with one consumer):
 //      - max:  producerRate 0 (as fast as the system takes them) for BENCH_DURATION_S seconds;
 //      - rate: producerRate BENCH_RATE (10,000 msg/s) for BENCH_DURATION_S seconds,
 //    each after BENCH_WARMUP_S seconds of warm-up, and prints publish rate and publish / end-to-end latency;
@@ -16,7 +17,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -124,21 +125,45 @@ async function runWorkload(dir, serviceUrl, name, producerRate) {
   return JSON.parse(await readFile(resultFile, 'utf8'));
 }
 
+/** `strata perf produce -r 0`: publish throughput with no consumer attached. */
+async function runPublishOnly(serviceUrl) {
+  const out = await runCli([
+    'perf', 'produce', `bench-publish-only-${Date.now()}`, '-r', '0', '-s', String(size), '--test-duration', String(durationS),
+    '--warmup-time', String(warmupS), '--report-interval', '5', '--json', '--service-url', serviceUrl,
+  ]);
+  const lines = out.trim().split('\n').map((l) => JSON.parse(l));
+  for (const l of lines.filter((x) => x.type === 'interval')) {
+    process.stdout.write(`[publish only ${l.elapsedS.toFixed(0)} s] ${Math.round(l.publish.msgPerS)} msg/s, p99 ${l.publish.latency.p99Ms} ms\n`);
+  }
+  const s = lines[lines.length - 1];
+  return {
+    aggregatedPublishRate: s.publish.msgPerS,
+    aggregatedPublishLatency50pct: s.publish.latency.p50Ms,
+    aggregatedPublishLatency99pct: s.publish.latency.p99Ms,
+    aggregatedPublishLatency999pct: s.publish.latency.p999Ms,
+    publishErrors: s.publish.errors,
+  };
+}
+
 function row(label, r) {
   const f = (n) => n.toFixed(2);
   return `| ${label} | ${Math.round(r.aggregatedPublishRate).toLocaleString('en-US')} | ${(r.aggregatedPublishRate * size / 1024 / 1024).toFixed(1)} | ` +
     `${f(r.aggregatedPublishLatency50pct)} / ${f(r.aggregatedPublishLatency99pct)} / ${f(r.aggregatedPublishLatency999pct)} | ` +
-    `${f(r.aggregatedEndToEndLatency50pct)} / ${f(r.aggregatedEndToEndLatency99pct)} / ${f(r.aggregatedEndToEndLatency999pct)} | ${r.publishErrors} |`;
+    (r.aggregatedEndToEndLatency50pct === undefined ? '(no consumer) | '
+      : `${f(r.aggregatedEndToEndLatency50pct)} / ${f(r.aggregatedEndToEndLatency99pct)} / ${f(r.aggregatedEndToEndLatency999pct)} | `) +
+    `${r.aggregatedConsumeRate === undefined ? '-' : Math.round(r.aggregatedConsumeRate).toLocaleString('en-US')} | ${r.publishErrors} |`;
 }
 
 async function main() {
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run npm run build first`);
+  const loadBefore = loadavg()[0].toFixed(1);
   const dir = await mkdtemp(join(tmpdir(), 'strata-bench-'));
   let standalone;
   const results = {};
   try {
     standalone = await startStandalone(join(dir, 'data'));
     log(`standalone ready at ${standalone.serviceUrl} (pid ${standalone.child.pid})`);
+    results.publishOnly = await runPublishOnly(standalone.serviceUrl);
     results.max = await runWorkload(dir, standalone.serviceUrl, `1-topic-1-partition-${size}b-max`, 0);
     results.rate = await runWorkload(dir, standalone.serviceUrl, `1-topic-1-partition-${size}b-${rate}`, rate);
   } finally {
@@ -158,11 +183,13 @@ async function main() {
   }
   const table = [
     '',
-    `Broker end to end (strata perf run; 1 topic, 1 partition, ${size} B messages, batching on; ${durationS} s measured after ${warmupS} s warm-up)`,
+    `Broker end to end (strata perf; 1 topic, 1 partition, ${size} B messages, batching on; ${durationS} s measured after ${warmupS} s warm-up)`,
+    `${new Date().toISOString()}, node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), 1-min load average ${loadBefore} before / ${loadavg()[0].toFixed(1)} after`,
     '',
-    '| scenario | publish msg/s | MB/s | publish latency ms p50 / p99 / p99.9 | end-to-end latency ms p50 / p99 / p99.9 | errors |',
-    '| --- | ---: | ---: | --- | --- | ---: |',
-    row('max rate (producerRate 0)', results.max),
+    '| scenario | publish msg/s | MB/s | publish latency ms p50 / p99 / p99.9 | end-to-end latency ms p50 / p99 / p99.9 | consume msg/s | errors |',
+    '| --- | ---: | ---: | --- | --- | ---: | ---: |',
+    row('max rate, publish only (perf produce -r 0)', results.publishOnly),
+    row('max rate with a consumer (producerRate 0)', results.max),
     row(`${rate.toLocaleString('en-US')} msg/s`, results.rate),
     '',
   ].join('\n');

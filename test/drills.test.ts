@@ -58,11 +58,16 @@ describe('deploy/k8s/drills', () => {
 
   it('reads acknowledged sends and errors from the perf summary, and the tracer count', () => {
     const interval = { type: 'interval', elapsedS: 1, publish: { messages: 10, bytes: 10240, msgPerS: 10, mbPerS: 0.01, errors: 0, latency: { p50: 1 } } };
-    const summary = { type: 'summary', durationS: 60, publish: { messages: 11990, bytes: 12277760, msgPerS: 199.8, mbPerS: 0.2, errors: 7, latency: { p50: 1.2, p99: 30 } } };
+    const summary = { type: 'summary', durationS: 60, publish: { messages: 11990, bytes: 12277760, msgPerS: 199.8, mbPerS: 0.2, errors: 7, latency: { count: 11990, p50Ms: 1.2, p99Ms: 30, maxMs: 281.53 } } };
     writeFileSync(join(tmp, 'load.jsonl'), `${JSON.stringify(interval)}\n${JSON.stringify(summary)}\n`);
     expect(lib(`parse_perf_summary < '${tmp}/load.jsonl'`).stdout.trim()).toBe('11990 7');
+    expect(lib(`parse_perf_max_latency < '${tmp}/load.jsonl'`).stdout.trim()).toBe('281.53');
+    const stall = { ...interval, elapsedS: 2, publish: { ...interval.publish, messages: 0, msgPerS: 0 } };
+    writeFileSync(join(tmp, 'stalls.jsonl'), [interval, stall, stall, interval, summary].map((x) => JSON.stringify(x)).join('\n'));
+    expect(lib(`parse_perf_stalled_seconds < '${tmp}/stalls.jsonl'`).stdout.trim()).toBe('2');
+    // Progress goes to stderr while sending; the final line to stdout when all were acknowledged.
     writeFileSync(join(tmp, 'tracer.out'), '1200 messages successfully produced\n');
-    writeFileSync(join(tmp, 'tracer.err'), '');
+    writeFileSync(join(tmp, 'tracer.err'), 'produced 600/1200\nproduced 1180/1200\n');
     expect(lib('tracer_acked').stdout.trim()).toBe('1200');
     writeFileSync(join(tmp, 'tracer.out'), '');
     writeFileSync(join(tmp, 'tracer.err'), 'produced 431/1200\nstrata: send timed out\n');
@@ -118,7 +123,7 @@ platform_rolling_restart_brokers() { echo restart >> "$STATE/calls"; }
     expect(out.stderr).toContain('owner of persistent://public/default/drill-test is 10.0.0.1:6650 (broker-1): killing it');
     expect(out.status, out.stderr).toBe(0);
     const report = JSON.parse(out.stdout) as Record<string, unknown>;
-    expect(report).toMatchObject({ drill: 'broker-kill', target: 'broker-1', perfAcknowledged: 400, perfSendErrors: 0, tracerAcknowledged: 10, tracerLost: 0, tracerDuplicates: 0, firstLost: '-' });
+    expect(report).toMatchObject({ drill: 'broker-kill', target: 'broker-1', perfAcknowledged: 400, perfSendErrors: 0, perfMaxLatencyMs: -1, perfStalledSeconds: 0, tracerAcknowledged: 10, tracerLost: 0, tracerDuplicates: 0, firstLost: '-' });
     expect(report.recoveryMs).toBeGreaterThanOrEqual(0);
     const calls = spawnSync('cat', [join(dir, 'calls')], { encoding: 'utf8' }).stdout;
     expect(calls).toContain('kill broker-1');

@@ -15,8 +15,10 @@
 # Settings (environment): TOPIC (a fresh one per run by default), SERVICE_URL, LOAD_RATE (msg/s),
 # TRACER_RATE (numbered msg/s), LOAD_SECONDS, SETTLE_SECONDS (load before the fault),
 # PROBE_TIMEOUT_SECONDS, RECOVERY_TIMEOUT_SECONDS, VERIFY_SECONDS (reading back), REPORT (a file to
-# append the JSON report to). The report: recoveryMs (fault to the next acknowledged send), the perf
-# load's acknowledged sends and errors, and the tracer's acknowledged, lost and duplicated messages.
+# append the JSON report to). The report: recoveryMs (from the start of the fault to the first send
+# acknowledged after the fault step returned: for a rolling restart or a drain it includes the step),
+# the perf load's acknowledged sends, errors, longest publish latency and seconds without any
+# acknowledged send, and the tracer's acknowledged, lost and duplicated messages.
 
 : "${SERVICE_URL:=pulsar://broker:6650}"
 : "${LOAD_RATE:=200}"
@@ -48,6 +50,16 @@ parse_owner_address() {
 # prints "N E" (acknowledged sends, failed sends).
 parse_perf_summary() {
   grep '"type":"summary"' | tail -n1 | sed -nE 's/.*"publish":\{"messages":([0-9]+),.*"errors":([0-9]+).*/\1 \2/p'
+}
+
+# The longest publish latency of the perf load (ms), from its summary.
+parse_perf_max_latency() {
+  grep '"type":"summary"' | tail -n1 | sed -nE 's/.*"publish":\{[^}]*"maxMs":([0-9.]+).*/\1/p'
+}
+
+# Seconds of the perf load in which no send was acknowledged (its one-second interval reports).
+parse_perf_stalled_seconds() {
+  grep -c '"type":"interval".*"publish":{"messages":0,' || true
 }
 
 # --- steps -----------------------------------------------------------------------------------------
@@ -98,11 +110,12 @@ wait_load() {
   wait "$TRACER_PID" || log "tracer exited with $? (see $WORK_DIR/tracer.err)"
 }
 
-# Acknowledged tracer messages: "N messages successfully produced" or "produced X/N".
+# Acknowledged tracer messages: "N messages successfully produced" on stdout when all were, else the
+# last "produced X/N" (progress lines on stderr, the last one written when the command failed).
 tracer_acked() {
   local n
-  n=$(cat "$WORK_DIR/tracer.out" "$WORK_DIR/tracer.err" 2>/dev/null |
-    sed -nE 's/^([0-9]+) messages successfully produced.*/\1/p; s/.*produced ([0-9]+)\/[0-9]+.*/\1/p' | tail -n1)
+  n=$(sed -nE 's/^([0-9]+) messages successfully produced.*/\1/p' "$WORK_DIR/tracer.out" 2>/dev/null | tail -n1)
+  [ -n "$n" ] || n=$(sed -nE 's/.*produced ([0-9]+)\/[0-9]+.*/\1/p' "$WORK_DIR/tracer.err" 2>/dev/null | tail -n1)
   echo "${n:-0}"
 }
 
@@ -144,7 +157,7 @@ compare_tracer() {
 
 # run_drill NAME FAULT_FUNCTION
 run_drill() {
-  local name=$1 fault=$2 t0 recovery_ms target summary perf_acked perf_errors acked lost dups first report
+  local name=$1 fault=$2 t0 recovery_ms target summary perf_acked perf_errors max_latency stalled acked lost dups first report
   platform_setup
   trap 'platform_undrain || true; platform_teardown || true' EXIT
   start_load
@@ -162,10 +175,12 @@ run_drill() {
   summary=$(parse_perf_summary <"$WORK_DIR/load.jsonl")
   perf_acked=${summary% *} perf_errors=${summary#* }
   [ -n "$summary" ] || { perf_acked=-1 perf_errors=-1; log "no perf summary (see $WORK_DIR/load.err)"; }
+  max_latency=$(parse_perf_max_latency <"$WORK_DIR/load.jsonl")
+  stalled=$(parse_perf_stalled_seconds <"$WORK_DIR/load.jsonl")
   acked=$(tracer_acked)
   read -r lost dups first < <(read_back_tracer | compare_tracer "$acked")
-  report=$(printf '{"drill":"%s","id":"%s","topic":"%s","target":"%s","recoveryMs":%s,"perfAcknowledged":%s,"perfSendErrors":%s,"tracerAcknowledged":%s,"tracerLost":%s,"tracerDuplicates":%s,"firstLost":"%s"}' \
-    "$name" "$DRILL_ID" "$TOPIC" "$target" "$recovery_ms" "$perf_acked" "$perf_errors" "$acked" "$lost" "$dups" "$first")
+  report=$(printf '{"drill":"%s","id":"%s","topic":"%s","target":"%s","recoveryMs":%s,"perfAcknowledged":%s,"perfSendErrors":%s,"perfMaxLatencyMs":%s,"perfStalledSeconds":%s,"tracerAcknowledged":%s,"tracerLost":%s,"tracerDuplicates":%s,"firstLost":"%s"}' \
+    "$name" "$DRILL_ID" "$TOPIC" "$target" "$recovery_ms" "$perf_acked" "$perf_errors" "${max_latency:--1}" "$stalled" "$acked" "$lost" "$dups" "$first")
   echo "$report"
   [ -z "${REPORT:-}" ] || echo "$report" >>"$REPORT"
   [ "$recovery_ms" -ge 0 ] && [ "$lost" -eq 0 ] && [ "$acked" -gt 0 ]

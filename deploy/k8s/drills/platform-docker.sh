@@ -2,12 +2,14 @@
 # The drill platform for a cluster of containers on one Docker network (test/cluster/containers-harness.ts
 # starts one): the same drill steps as on Kubernetes, with `docker kill` for a forced pod deletion and
 # `docker stop` (SIGTERM, then SIGKILL after the grace period) for an eviction by a node drain.
-# Settings: DOCKER_NETWORK (required), IMAGE (strata:dev), GRACE_SECONDS (60), and the labels the
+# Settings: DOCKER_NETWORK (required), IMAGE (strata:dev), GRACE_SECONDS (60), RECREATE_SECONDS (5),
+# BROKER_HTTP_PORT (8080), and the labels the
 # harness puts on its containers: strata.role=broker|bookie.
 : "${DOCKER_NETWORK:?set DOCKER_NETWORK to the cluster network}"
 : "${IMAGE:=strata:dev}"
 : "${GRACE_SECONDS:=60}"
 : "${BROKER_HTTP_PORT:=8080}"
+: "${RECREATE_SECONDS:=5}"
 TOOLBOX="strata-drill-${DRILL_ID}"
 STOPPED_FILE="$WORK_DIR/stopped-containers"
 
@@ -39,8 +41,15 @@ platform_target_of_address() {
   containers_of broker | awk -v h="$host" '{ for (i = 1; i <= NF; i++) if ($i == h) { print $1; exit } }'
 }
 
+# Like a force-deleted pod: killed at once. A StatefulSet recreates a bookie with the same identity and
+# volume, so a killed bookie is started again after RECREATE_SECONDS; a Deployment replaces a broker
+# with a new pod (a new address), which a container cannot emulate, so a killed broker stays down.
 platform_kill() {
   docker kill "$1"
+  if [ "$(docker inspect -f '{{index .Config.Labels "strata.role"}}' "$1")" = bookie ]; then
+    # In the background (not holding the caller's output open), so that probing starts at once.
+    (sleep "$RECREATE_SECONDS" && docker start "$1") >/dev/null 2>&1 &
+  fi
 }
 
 platform_bookies() {

@@ -140,6 +140,8 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
       },
       stop: () => host.stop(),
     },
+    // Stops before the host: answer and end open add streams so the gRPC shutdown is quick.
+    { name: 'add-streams', start: async () => undefined, stop: async () => service.drain() },
   ];
   if (metadata || config.metadataUrl) {
     components.push({

@@ -101,6 +101,17 @@ describe('BookieLedgerClient over fake bookies', () => {
     clearInterval(timer);
     expect(acked).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(w.lastAddConfirmed).toBe(9);
+    // An append waiting for a slot can be abandoned with its signal; it takes no entry id.
+    transport.pause(slow);
+    const full = Array.from({ length: 4 }, (_, i) => w.append(payload(10 + i)));
+    const controller = new AbortController();
+    const abandoned = w.append(payload(99), { signal: controller.signal });
+    controller.abort(new Error('gave up'));
+    await expect(abandoned).rejects.toThrow('gave up');
+    const next = w.append(payload(14));
+    const release = setInterval(() => transport.resume(slow), 5);
+    expect(await Promise.all([...full, next])).toEqual([10, 11, 12, 13, 14]);
+    clearInterval(release);
   });
 
   it('changes the ensemble when a bookie dies mid-stream: nothing lost, duplicated or reordered', async () => {
@@ -200,5 +211,49 @@ describe('BookieLedgerClient over fake bookies', () => {
     await expect(c.getMetadata(w.ledgerId)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(c.openLedger(w.ledgerId)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(c.createLedger({ ensembleSize: 2, writeQuorum: 2, ackQuorum: 2 })).rejects.toMatchObject({ code: 'NOT_ENOUGH_BOOKIES' });
+  });
+
+  it('fails the writer with NOT_ENOUGH_BOOKIES when no replacement exists, and still closes at the last acknowledged entry', async () => {
+    await addBookies('b1', 'b2');
+    const c = client(1, { ensembleChangeRetries: 2 });
+    const w = await c.createLedger({ ensembleSize: 2, writeQuorum: 2, ackQuorum: 2 });
+    for (let i = 0; i < 5; i++) await w.append(payload(i));
+    transport.kill(w.metadata.ensembles[0]!.bookies[1]!);
+    await expect(w.append(payload(5))).rejects.toMatchObject({ code: 'NOT_ENOUGH_BOOKIES' });
+    await expect(w.append(payload(6))).rejects.toMatchObject({ code: 'NOT_ENOUGH_BOOKIES' });
+    await w.close();
+    expect(await c.getMetadata(w.ledgerId)).toMatchObject({ state: 'CLOSED', lastEntryId: 4 });
+  });
+
+  it('client close fails pending appends; the ledger stays open for recovery', async () => {
+    await addBookies('b1');
+    const c = client(1);
+    const w = await c.createLedger({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 });
+    await w.append(payload(0));
+    transport.pause('b1');
+    const pending = w.append(payload(1));
+    await c.close();
+    await expect(pending).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    await expect(c.createLedger({ ensembleSize: 1, writeQuorum: 1, ackQuorum: 1 })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    transport.resume('b1');
+    const r = await client(2).openLedger(w.ledgerId, { recovery: true });
+    expect(r.metadata.lastEntryId).toBeGreaterThanOrEqual(0);
+    expect((await r.read(0, 0))[0]!.payload.toString()).toBe('entry-0');
+  });
+
+  it('a tailing reader keeps reading across the writer\'s ensemble change and a dead bookie', async () => {
+    await addBookies('b1', 'b2', 'b3');
+    const w = await client(1).createLedger({ ensembleSize: 2, writeQuorum: 2, ackQuorum: 2 });
+    for (let i = 0; i < 10; i++) await w.append(payload(i));
+    const r = await client(2).openLedger(w.ledgerId);
+    expect(await r.readLastAddConfirmed()).toBe(8);
+    const dead = w.metadata.ensembles[0]!.bookies[0]!;
+    transport.kill(dead);
+    for (let i = 10; i < 20; i++) await w.append(payload(i));
+    expect(w.metadata.ensembles).toHaveLength(2);
+    // The reader's metadata is stale (one ensemble); asking past its LAC refreshes both.
+    const got = await r.read(0, 18);
+    expect(got.map((e) => e.payload.toString())).toEqual(Array.from({ length: 19 }, (_, i) => payload(i).toString()));
+    expect(r.metadata.ensembles).toHaveLength(2);
   });
 });

@@ -17,7 +17,7 @@ const clients: BookieLedgerClient[] = [];
 const logger = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'debug' : 'silent' });
 
 function client(seed: number, options = {}): BookieLedgerClient {
-  const c = new BookieLedgerClient({ metadata: store, logger, random: new Random(seed), options: { addTimeoutMs: 3000, requestTimeoutMs: 3000, ...options } });
+  const c = new BookieLedgerClient({ metadata: store, logger, random: new Random(seed), options: { addTimeoutMs: 20_000, requestTimeoutMs: 5000, ...options } });
   clients.push(c);
   return c;
 }
@@ -102,6 +102,21 @@ describe('ledger client against real bookies', () => {
     expect(all.map((e) => e.payload.toString())).toEqual(acked.map((i) => payload(i).toString()));
   });
 
+  it('a tailing reader follows an open ledger by the last-add-confirmed the bookies report', async () => {
+    const w = await client(9).createLedger({ ensembleSize: 2, writeQuorum: 2, ackQuorum: 2 });
+    for (let i = 0; i < 100; i++) await w.append(payload(i));
+    const r = await client(10).openLedger(w.ledgerId);
+    expect(r.metadata.state).toBe('OPEN');
+    // Each add carries the LAC the writer knew when sending it: the bookies know 98 (entry 99's add).
+    const lac = await r.readLastAddConfirmed();
+    expect(lac).toBe(98);
+    expect((await r.read(0, lac)).map((e) => e.entryId)).toEqual(Array.from({ length: 99 }, (_, i) => i));
+    await expect(r.read(0, 99)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await w.close();
+    expect(await r.readLastAddConfirmed()).toBe(99);
+    expect((await r.read(99, 99))[0]!.payload.toString()).toBe(payload(99).toString());
+  });
+
   it('ensemble change under a stream of adds (E=3 W=2 A=2, one bookie killed): nothing lost, duplicated or reordered', async () => {
     const c = client(3);
     const w = await c.createLedger({ ensembleSize: 3, writeQuorum: 2, ackQuorum: 2 });
@@ -117,6 +132,23 @@ describe('ledger client against real bookies', () => {
     expect(all.map((e) => e.entryId)).toEqual(order);
     expect(all.map((e) => e.payload.toString())).toEqual(order.map((i) => payload(i, 200).toString()));
     await bookies.start(victim);
+  });
+
+  it('replaces a bookie that stops answering (SIGSTOP) after the add timeout, losing nothing', async () => {
+    const c = client(11, { addTimeoutMs: 1500 });
+    const w = await c.createLedger({ ensembleSize: 2, writeQuorum: 2, ackQuorum: 2 });
+    const victim = w.metadata.ensembles[0]!.bookies[1]!;
+    try {
+      const order = await appendStream(w, 1500, 100, 500, () => bookies.pause(victim));
+      expect(order).toEqual(Array.from({ length: 1500 }, (_, i) => i));
+    } finally {
+      bookies.resume(victim);
+    }
+    await w.close();
+    const md = await c.getMetadata(w.ledgerId);
+    expect(md.ensembles[md.ensembles.length - 1]!.bookies).not.toContain(victim);
+    const all = await client(12).openLedger(w.ledgerId).then((r) => r.read(0, 1499));
+    expect(all.map((e) => e.payload.toString())).toEqual(Array.from({ length: 1500 }, (_, i) => payload(i).toString()));
   });
 
   it('survives the permanent loss of A - 1 bookies (E=W=3, A=2): recovery closes with every acknowledged entry', async () => {

@@ -16,7 +16,7 @@ const logger = createLogger({ level: process.env.TEST_LOG_LEVEL === 'debug' ? 'd
 const cluster = 'recovery-real';
 
 function client(seed: number): BookieLedgerClient {
-  const c = new BookieLedgerClient({ metadata: store, logger, random: new Random(seed), options: { addTimeoutMs: 3000, requestTimeoutMs: 2000 } });
+  const c = new BookieLedgerClient({ metadata: store, logger, random: new Random(seed), options: { addTimeoutMs: 20_000, requestTimeoutMs: 5000 } });
   clients.push(c);
   return c;
 }
@@ -93,21 +93,20 @@ describe('auto-recovery against real bookies', () => {
     expect(readErrors).toEqual([]);
     expect(reads).toBeGreaterThan(0);
 
-    // Every entry is on every bookie of its write set, as the metadata now says (read from each, CRC-checked by the bookie).
+    // Every entry is on every bookie of its write set, as the metadata now says (each copy read from that bookie).
+    // Slow bookies under load may have caused ensemble changes: follow the ensembles.
     const transport = writerClient.context.transport;
     for (const l of ledgers) {
       const md = await writerClient.getMetadata(l.id);
-      const bookiesOf = md.ensembles[0]!.bookies;
-      expect(md.ensembles).toHaveLength(1);
-      for (let b = 0; b < bookiesOf.length; b++) {
-        const expected = Array.from({ length: l.last + 1 }, (_, n) => n).filter((n) => writeSet(n, md.ensembleSize, md.writeQuorum).includes(b));
-        const got: number[] = [];
-        for (const n of expected) {
-          const [e] = await transport.read(bookiesOf[b]!, { ledgerId: l.id, firstEntryId: n, lastEntryId: n, maxBytes: 1 << 20 });
-          expect(e!.payload.toString()).toBe(payload(n).toString());
-          got.push(e!.entryId);
+      for (let n = 0; n <= l.last; n++) {
+        let k = 0;
+        while (k + 1 < md.ensembles.length && md.ensembles[k + 1]!.firstEntryId <= n) k++;
+        for (const i of writeSet(n, md.ensembleSize, md.writeQuorum)) {
+          const bookieId = md.ensembles[k]!.bookies[i]!;
+          const [e] = await transport.read(bookieId, { ledgerId: l.id, firstEntryId: n, lastEntryId: n, maxBytes: 1 << 20 });
+          expect(e!.entryId).toBe(n);
+          expect(e!.payload.toString(), `entry ${n} of ledger ${l.id} on ${bookieId}`).toBe(payload(n).toString());
         }
-        expect(got).toEqual(expected);
       }
     }
   });

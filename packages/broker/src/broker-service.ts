@@ -24,6 +24,8 @@ export interface BrokerServiceOptions {
   producerNamePrefix: string;
   /** Managed ledger settings given by the broker config (namespace policies override E/W/A, retention, TTL). */
   managedLedger: Partial<ManagedLedgerConfig>;
+  /** Quorums for namespaces that do not set their own. */
+  defaultQuorums: { ensembleSize: number; writeQuorum: number; ackQuorum: number };
 }
 
 /**
@@ -182,7 +184,7 @@ export class BrokerService {
   private ledgerConfig(p: NamespacePolicies): Partial<ManagedLedgerConfig> {
     return {
       ...this.options.managedLedger,
-      ensembleSize: p.ensembleSize, writeQuorum: p.writeQuorum, ackQuorum: p.ackQuorum,
+      ...(p.ensembleSize > 0 ? { ensembleSize: p.ensembleSize, writeQuorum: p.writeQuorum, ackQuorum: p.ackQuorum } : this.options.defaultQuorums),
       retentionTimeMs: p.retentionTimeMinutes < 0 ? -1 : p.retentionTimeMinutes * 60_000,
       retentionSizeBytes: p.retentionSizeMb < 0 ? -1 : p.retentionSizeMb * 1024 * 1024,
       ttlMs: p.messageTtlSeconds * 1000,

@@ -23,6 +23,8 @@ type Call = grpc.ServerDuplexStream<ConsumerCommand__Output, ConsumerEvent>;
 const TYPES: ReadonlySet<string> = new Set(['EXCLUSIVE_SUB', 'SHARED_SUB', 'FAILOVER_SUB', 'KEY_SHARED_SUB']);
 let consumerSeq = 0;
 const MAX_QUEUED_COMMANDS = 1000;
+/** No "/" (the name is a metadata key segment) and no control characters. */
+const SUBSCRIPTION_NAME = /^[^/\u0000-\u001f\u007f]+$/;
 
 /** A message id naming a stored entry; INVALID_ARGUMENT when it cannot be one. */
 export function toPosition(id: MessageId__Output | null | undefined): Position {
@@ -110,8 +112,8 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
     try {
       const name = TopicName.parse(s.topic);
       if (!TYPES.has(String(s.type))) throw new InvalidRequestError(`unknown subscription type ${String(s.type)}`);
-      if (s.durable && (!s.subscription || s.subscription.length > NAME_MAX_CHARS)) {
-        throw new InvalidRequestError(`subscription name must be 1..${NAME_MAX_CHARS} characters`);
+      if (s.durable && (!s.subscription || s.subscription.length > NAME_MAX_CHARS || !SUBSCRIPTION_NAME.test(s.subscription))) {
+        throw new InvalidRequestError(`subscription name must be 1..${NAME_MAX_CHARS} characters, without "/" or control characters`);
       }
       if (s.priorityLevel < 0) throw new InvalidRequestError('priority_level must be >= 0');
       const initialPosition: InitialPosition = s.initialPosition === 'EARLIEST' ? 'earliest' : 'latest';

@@ -163,15 +163,21 @@ export function adminHandlers(ctx: GrpcContext): AdminHandlers {
       };
     }),
     ListBrokers: u('ListBrokers', async () => {
+      // Every broker with a live session (brokers/<id>); this broker adds its own rates.
       let inRate = 0;
       let outRate = 0;
       for (const key of service.loadedTopicNames()) {
-        const t = await service.loadedTopic(TopicName.parse(key));
-        const s = t?.stats(me().url);
+        const s = (await service.loadedTopic(TopicName.parse(key)))?.stats(me().url);
         inRate += Number(s?.msgRateIn ?? 0);
         outRate += Number(s?.msgRateOut ?? 0);
       }
-      return { brokers: [{ brokerId: me().brokerId, url: me().url, bundleCount: 0, cpuPercent: 0, msgRateIn: inRate, msgRateOut: outRate }] };
+      const registered = await service.resources.listBrokers();
+      if (!registered.some((b) => b.brokerId === me().brokerId)) registered.push({ brokerId: me().brokerId, url: me().url });
+      return {
+        brokers: registered.map((b) => b.brokerId === me().brokerId
+          ? { brokerId: b.brokerId, url: me().url, bundleCount: 0, cpuPercent: 0, msgRateIn: inRate, msgRateOut: outRate }
+          : { brokerId: b.brokerId, url: b.url, bundleCount: 0, cpuPercent: 0, msgRateIn: 0, msgRateOut: 0 }),
+      };
     }),
     ListBundles: u('ListBundles', async (req) => {
       const ns = parseNamespace(req.namespace);
@@ -198,9 +204,10 @@ function fromMessage(p: NamespacePolicies__Output): Partial<NamespacePolicies> {
     messageTtlSeconds: p.messageTtlSeconds,
   };
   if (p.bundles) out.bundles = p.bundles;
-  if (p.ensembleSize) out.ensembleSize = p.ensembleSize;
-  if (p.writeQuorum) out.writeQuorum = p.writeQuorum;
-  if (p.ackQuorum) out.ackQuorum = p.ackQuorum;
+  // Quorums: 0 means the broker default, so they are always taken as given.
+  out.ensembleSize = p.ensembleSize;
+  out.writeQuorum = p.writeQuorum;
+  out.ackQuorum = p.ackQuorum;
   return out;
 }
 

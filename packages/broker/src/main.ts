@@ -26,7 +26,7 @@ export const brokerConfigSpec = {
   httpPort: field.int(8080, 'HTTP port (0 picks a free one)', { min: 0, max: 65535 }),
   advertisedAddress: field.string('', 'host:port clients use to reach this broker; default <grpcHost or 127.0.0.1>:<bound grpc port>'),
   brokerId: field.string('', 'this broker\'s id in metadata; default the advertised address'),
-  ensembleSize: field.int(2, 'default bookies per ledger (E) for new namespaces', { min: 1, max: 32 }),
+  ensembleSize: field.int(2, 'bookies per ledger (E) for namespaces that do not set their own', { min: 1, max: 32 }),
   writeQuorum: field.int(2, 'default copies per entry (W)', { min: 1, max: 32 }),
   ackQuorum: field.int(2, 'default copies durable before an append is acknowledged (A)', { min: 1, max: 32 }),
   maxMessageBytes: field.int(5 * MiB, 'largest batch (payload bytes) a producer may send', { min: 1024, max: 64 * MiB }),
@@ -98,7 +98,7 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
   let stopping = false;
   const defaultPolicies: NamespacePolicies = {
     deduplicationEnabled: false, retentionTimeMinutes: 0, retentionSizeMb: 0, messageTtlSeconds: 0, bundles: config.defaultBundles,
-    ensembleSize: config.ensembleSize, writeQuorum: config.writeQuorum, ackQuorum: config.ackQuorum,
+    ensembleSize: 0, writeQuorum: 0, ackQuorum: 0,
   };
   const limiter = new PublishLimiter(config.maxPendingPublishesPerBroker);
   const metrics = new BrokerMetrics(host.metrics, { topicsLoaded: () => service?.loadedTopicCount ?? 0, pendingPublishes: () => limiter.inFlight });
@@ -139,6 +139,7 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
         readAheadEntries: config.dispatchReadAheadEntries, readMaxBytes: 5 * MiB, maxRedeliveryPositions: config.maxRedeliveryPositions,
         defaultNackDelayMs: config.negativeAckRedeliveryDelayMs, maxDedupProducers: config.maxDedupProducers,
         dedupSnapshotEntries: config.dedupSnapshotEntries,
+        defaultQuorums: { ensembleSize: config.ensembleSize, writeQuorum: config.writeQuorum, ackQuorum: config.ackQuorum },
         producerNamePrefix: `${config.cluster}-${randomBytes(4).toString('hex')}`,
         managedLedger: {
           maxEntriesPerLedger: config.managedLedgerMaxEntriesPerLedger, maxLedgerSizeBytes: config.managedLedgerMaxSizeBytes,

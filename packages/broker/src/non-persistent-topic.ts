@@ -124,6 +124,10 @@ export class NonPersistentTopic implements Topic {
     return p;
   }
 
+  async waitForNoProducers(): Promise<void> {
+    throw new UnimplementedError('WAIT_FOR_EXCLUSIVE on a non-persistent topic');
+  }
+
   removeProducer(producer: Producer): void {
     this.producers.delete(producer);
   }

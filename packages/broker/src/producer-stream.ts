@@ -6,7 +6,7 @@ import type { ProducerCommand__Output } from './generated/strata/broker/v1/Produ
 import type { ProducerEvent } from './generated/strata/broker/v1/ProducerEvent.js';
 import type { SendBatch__Output } from './generated/strata/broker/v1/SendBatch.js';
 import { TopicName } from './names.js';
-import type { Producer, PublishResult } from './producer.js';
+import type { AccessMode, Producer, PublishResult } from './producer.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { Topic } from './topic.js';
 
@@ -75,6 +75,8 @@ interface InFlight {
   error?: unknown;
 }
 
+const MAX_HELD_COMMANDS = 1000;
+
 /** Errors about the batch itself: the stream and the producer stay usable. */
 const BATCH_ERRORS: ReadonlySet<string> = new Set([ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE]);
 
@@ -89,6 +91,8 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
   let topic: Topic | undefined;
   let producer: Producer | undefined;
   let opening = false;
+  /** Aborts when the stream ends: stops a WAIT_FOR_EXCLUSIVE wait. */
+  const streamGone = new AbortController();
   let ended = false;
   let failed: { code: string; message: string } | undefined;
   let paused = false;
@@ -118,6 +122,7 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
   };
 
   const cleanup = () => {
+    streamGone.abort();
     if (producer && topic) topic.removeProducer(producer);
     ctx.limiter.forget(resume);
   };
@@ -181,7 +186,7 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
         });
       }
     }
-    if (queue.length === 0 && closeWhenDrained) {
+    if (queue.length === 0 && closeWhenDrained && !opening && held.length === 0) {
       if (closeWhenDrained.requestId !== undefined) write({ success: { requestId: closeWhenDrained.requestId } });
       finish();
     } else if (failed && queue.length === 0) {
@@ -232,10 +237,25 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
       const name = TopicName.parse(open.topic);
       if (typeof open.accessMode !== 'string') throw new InvalidRequestError(`unknown access mode ${String(open.accessMode)}`);
       const t = await ctx.service.getTopic(name, { create: true });
-      const p = t.addProducer({
-        name: open.producerName, accessMode: open.accessMode, address: call.getPeer(),
+      const attach = () => t.addProducer({
+        name: open.producerName, accessMode: open.accessMode as AccessMode, address: call.getPeer(),
         sink: { closed: (reason) => finish(reason) },
       });
+      let p: Producer;
+      if (open.accessMode === 'WAIT_FOR_EXCLUSIVE') {
+        // Wait our turn; a SHARED producer that slips in first just means waiting again.
+        for (;;) {
+          await t.waitForNoProducers(streamGone.signal);
+          try {
+            p = attach();
+            break;
+          } catch (err) {
+            if ((err as { code?: string }).code !== ErrorCode.PRODUCER_BUSY) throw err;
+          }
+        }
+      } else {
+        p = attach();
+      }
       if (ended) {
         t.removeProducer(p);
         return;
@@ -258,11 +278,32 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
     flush();
   };
 
-  call.on('data', (cmd: ProducerCommand__Output) => {
+  // Commands that arrive while OpenProducer is in progress wait for it (a client may pipeline its
+  // first sends behind the open); past MAX_HELD_COMMANDS the stream is paused.
+  const held: ProducerCommand__Output[] = [];
+  let heldPaused = false;
+  const dispatch = (cmd: ProducerCommand__Output) => {
+    if (ended) return;
+    if (opening) {
+      held.push(cmd);
+      if (held.length >= MAX_HELD_COMMANDS && !heldPaused) {
+        heldPaused = true;
+        call.pause();
+      }
+      return;
+    }
     try {
       switch (cmd.command) {
         case 'open':
-          void onOpen(cmd.open as NonNullable<ProducerCommand__Output['open']>);
+          void onOpen(cmd.open as NonNullable<ProducerCommand__Output['open']>).finally(() => {
+            while (held.length > 0 && !opening) dispatch(held.shift() as ProducerCommand__Output);
+            if (heldPaused && held.length === 0) {
+              heldPaused = false;
+              call.resume();
+            }
+            // A half-close that came during the open is honoured now.
+            flush();
+          });
           break;
         case 'send':
           onSend(cmd.send as SendBatch__Output);
@@ -276,7 +317,8 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
     } catch (err) {
       logger.warn({ err }, 'producer command failed');
     }
-  });
+  };
+  call.on('data', dispatch);
   call.on('end', () => {
     // The client is done sending; it still gets the receipts it is owed.
     closeWhenDrained ??= {};

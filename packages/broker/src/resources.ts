@@ -24,6 +24,7 @@ export interface NamespacePolicies {
   /** 0: no TTL. */
   messageTtlSeconds: number;
   bundles: number;
+  /** Ledger quorums for the namespace's topics; 0 = the broker's configured default. */
   ensembleSize: number;
   writeQuorum: number;
   ackQuorum: number;
@@ -148,9 +149,14 @@ export class NamespaceResources {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new InvalidRequestError(`${what} must be ${min}..${max}, got ${String(v)}`);
     };
     intIn(p.bundles, 1, MAX_BUNDLES, 'bundles');
-    intIn(p.ensembleSize, 1, 32, 'ensembleSize');
-    intIn(p.writeQuorum, 1, p.ensembleSize, 'writeQuorum');
-    intIn(p.ackQuorum, 1, p.writeQuorum, 'ackQuorum');
+    intIn(p.ensembleSize, 0, 32, 'ensembleSize');
+    intIn(p.writeQuorum, 0, 32, 'writeQuorum');
+    intIn(p.ackQuorum, 0, 32, 'ackQuorum');
+    const set = [p.ensembleSize, p.writeQuorum, p.ackQuorum].filter((n) => n > 0).length;
+    if (set !== 0 && set !== 3) throw new InvalidRequestError('set all of ensembleSize, writeQuorum, ackQuorum, or none (0 = broker default)');
+    if (set === 3 && !(p.ackQuorum <= p.writeQuorum && p.writeQuorum <= p.ensembleSize)) {
+      throw new InvalidRequestError(`need ackQuorum <= writeQuorum <= ensembleSize, got ${p.ackQuorum}/${p.writeQuorum}/${p.ensembleSize}`);
+    }
     intIn(p.retentionTimeMinutes, -1, Number.MAX_SAFE_INTEGER, 'retentionTimeMinutes');
     intIn(p.retentionSizeMb, -1, Number.MAX_SAFE_INTEGER, 'retentionSizeMb');
     intIn(p.messageTtlSeconds, 0, 0xffffffff, 'messageTtlSeconds');
@@ -171,6 +177,20 @@ export class NamespaceResources {
       if ((err as { code?: string }).code === 'BAD_VERSION') return false;
       throw err;
     }
+  }
+
+  /** Brokers with a live session (`brokers/<id>` -> { url }). */
+  async listBrokers(): Promise<Array<{ brokerId: string; url: string }>> {
+    const page = await this.store.list('brokers/', { limit: LIST_PAGE });
+    return page.items.map((kv) => {
+      let url = '';
+      try {
+        url = String((JSON.parse(kv.value.toString('utf8')) as { url?: unknown }).url ?? '');
+      } catch {
+        // an unreadable registration still names a broker
+      }
+      return { brokerId: kv.key.slice('brokers/'.length), url };
+    });
   }
 
   /** Direct children names under a prefix (the first path segment after it). */

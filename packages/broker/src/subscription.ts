@@ -54,8 +54,13 @@ export class Subscription {
   private buffer: DispatchEntry[] = [];
   private readonly redeliver = new Map<string, Position>();
   private readonly redeliveryCounts = new Map<string, number>();
-  private readonly nacked = new Map<string, { position: Position; dueMs: number }>();
+  /**
+   * Entries waiting for a time: nacked ones (`counted`: their return counts as a redelivery) and, on
+   * Shared subscriptions, delayed-delivery ones (deliver_at_time in the future).
+   */
+  private readonly nacked = new Map<string, { position: Position; dueMs: number; counted: boolean }>();
   private nackTimer: NodeJS.Timeout | undefined;
+  private nackTimerDueMs = Infinity;
   /** Key_Shared: which consumer holds unacked entries of a hash, and how many. */
   private readonly hashHolders = new Map<number, { consumer: Consumer; count: number }>();
   /**
@@ -163,13 +168,14 @@ export class Subscription {
       const k = key(p);
       if (!consumer.pending.has(k)) continue;
       this.release(consumer, k);
-      this.nacked.set(k, { position: p, dueMs: due });
+      this.nacked.set(k, { position: p, dueMs: due, counted: true });
     }
     // Bound: too many delayed nacks are redelivered early rather than held.
     while (this.nacked.size > this.options.maxRedeliveryPositions) {
-      const [k, n] = this.nacked.entries().next().value as [string, { position: Position }];
+      const [k, n] = this.nacked.entries().next().value as [string, { position: Position; counted: boolean }];
       this.nacked.delete(k);
-      this.queueRedelivery(k, n.position);
+      if (n.counted) this.queueRedelivery(k, n.position);
+      else this.redeliver.set(k, n.position);
     }
     this.armNackTimer();
   }
@@ -350,12 +356,14 @@ export class Subscription {
     const firstWaiting = [...this.redeliver.values()].reduce<Position | undefined>(
       (m, p) => (m === undefined || comparePositions(p, m) < 0 ? p : m), undefined);
     const out = new Map<Consumer, DispatchEntry[]>();
+    const now = this.options.clock.now();
     const blocked = new Set<number>();
     const remaining: DispatchEntry[] = [];
     let sent = false;
     for (let i = 0; i < this.buffer.length; i++) {
       const e = this.buffer[i] as DispatchEntry;
       if (this.cursor.isAcked(e.position)) continue;
+      if (this.type === 'SHARED_SUB' && this.delayUntil(e, now)) continue;
       if (firstWaiting && comparePositions(e.position, firstWaiting) > 0) {
         remaining.push(e);
         continue;
@@ -475,6 +483,20 @@ export class Subscription {
     }
   }
 
+  /**
+   * Delayed delivery (Shared only, as in Pulsar): an entry whose deliver_at_time is in the future
+   * waits in the timed map (positions only) instead of the buffer; true when it was moved there. When
+   * that map is full the entry stays in the buffer (reads then pause) rather than go out early.
+   */
+  private delayUntil(e: DispatchEntry, now: number): boolean {
+    const at = Number(e.envelope.metadata?.deliverAtTime ?? 0);
+    if (!(at > now)) return false;
+    if (this.nacked.size >= this.options.maxRedeliveryPositions) return false;
+    this.nacked.set(key(e.position), { position: e.position, dueMs: at, counted: false });
+    this.armNackTimer();
+    return true;
+  }
+
   /** Exclusive/Failover: picks the active consumer and tells consumers whose state changed. */
   private updateActive(): void {
     if (this.type !== 'FAILOVER_SUB' && this.type !== 'EXCLUSIVE_SUB') {
@@ -559,18 +581,25 @@ export class Subscription {
     return this.consumers.some((c) => c.pending.has(k)) || this.nacked.has(k);
   }
 
+  /** One timer for the earliest due entry; re-armed when an earlier one arrives. */
   private armNackTimer(): void {
-    if (this.nackTimer || this.nacked.size === 0 || this.closed) return;
+    if (this.nacked.size === 0 || this.closed) return;
     let due = Infinity;
     for (const n of this.nacked.values()) due = Math.min(due, n.dueMs);
-    const delay = Math.max(0, due - this.options.clock.now());
+    if (this.nackTimer && this.nackTimerDueMs <= due) return;
+    if (this.nackTimer) clearTimeout(this.nackTimer);
+    this.nackTimerDueMs = due;
+    // Timers cap at 2^31-1 ms; a later wake-up just re-arms.
+    const delay = Math.min(0x7fffffff, Math.max(0, due - this.options.clock.now()));
     this.nackTimer = setTimeout(() => {
       this.nackTimer = undefined;
+      this.nackTimerDueMs = Infinity;
       const now = this.options.clock.now();
       for (const [k, n] of this.nacked) {
         if (n.dueMs <= now) {
           this.nacked.delete(k);
-          this.queueRedelivery(k, n.position);
+          if (n.counted) this.queueRedelivery(k, n.position);
+          else this.redeliver.set(k, n.position);
         }
       }
       this.armNackTimer();

@@ -1,7 +1,9 @@
 import type { Clock, Logger, Random } from '@strata/runtime';
 import { decodeEnvelope, encodeEnvelope } from './codec.js';
 import { Consumer, type SubscriptionType } from './consumer.js';
-import { ConsumerBusyError, InvalidRequestError, MessageTooLargeError, ProducerBusyError, ServiceNotReadyError, UnimplementedError } from './errors.js';
+import {
+  ConsumerBusyError, InvalidRequestError, MessageTooLargeError, ProducerBusyError, ServiceNotReadyError, TooManyRequestsError,
+} from './errors.js';
 import type { BatchMetadata__Output } from './generated/strata/broker/v1/BatchMetadata.js';
 import type { MessageId } from './generated/strata/broker/v1/MessageId.js';
 import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
@@ -17,6 +19,8 @@ import { Subscription } from './subscription.js';
 /** Cursor holding the dedup snapshot; names with this prefix are reserved for the broker. */
 export const RESERVED_SUBSCRIPTION_PREFIX = 'strata.';
 export const DEDUP_CURSOR = 'strata.dedup';
+/** Producers waiting for exclusive access to one topic, at most. */
+export const MAX_EXCLUSIVE_WAITERS = 100;
 
 export interface TopicOptions {
   maxMessageBytes: number;
@@ -60,6 +64,11 @@ export interface Topic {
   /** Resolves when the topic is closed (unloaded, deleted, or its storage lost). */
   readonly closedSignal: AbortSignal;
   addProducer(options: { name: string; accessMode: AccessMode; sink: ProducerSink; address: string }): Producer;
+  /**
+   * WAIT_FOR_EXCLUSIVE: resolves when the topic has no producer (FIFO among waiters, at most
+   * MAX_EXCLUSIVE_WAITERS; past that TOO_MANY_REQUESTS). Rejects when `signal` aborts or the topic closes.
+   */
+  waitForNoProducers(signal: AbortSignal): Promise<void>;
   removeProducer(producer: Producer): void;
   /** Highest persisted sequence id of a producer name (-1: none, or dedup off). */
   lastSequenceId(producerName: string): number;
@@ -96,6 +105,7 @@ let nextId = 1;
 export class PersistentTopic implements Topic {
   readonly persistent = true;
   private readonly producers = new Set<Producer>();
+  private readonly exclusiveWaiters: Array<() => void> = [];
   readonly subscriptions = new Map<string, Subscription>();
   private readonly closer = new AbortController();
   private readonly logger: Logger;
@@ -139,7 +149,6 @@ export class PersistentTopic implements Topic {
 
   addProducer(options: { name: string; accessMode: AccessMode; sink: ProducerSink; address: string }): Producer {
     this.checkOpen();
-    if (options.accessMode === 'WAIT_FOR_EXCLUSIVE') throw new UnimplementedError('producer access mode WAIT_FOR_EXCLUSIVE');
     const name = options.name || `${this.options.producerNamePrefix}-${nextId}`;
     for (const p of this.producers) {
       if (p.name === name) throw new ProducerBusyError(`producer ${name} is already connected to ${this.name}`);
@@ -152,7 +161,7 @@ export class PersistentTopic implements Topic {
       }
     } else if (exclusive) {
       throw new ProducerBusyError(`topic ${this.name} has exclusive producer ${exclusive.name}`);
-    } else if (options.accessMode === 'EXCLUSIVE' && this.producers.size > 0) {
+    } else if (options.accessMode !== 'SHARED' && this.producers.size > 0) {
       throw new ProducerBusyError(`topic ${this.name} already has ${this.producers.size} producer(s)`);
     }
     const producer = new Producer(nextId++, name, options.accessMode, options.sink, new RateMeter(this.options.clock), options.address);
@@ -162,6 +171,30 @@ export class PersistentTopic implements Topic {
 
   removeProducer(producer: Producer): void {
     this.producers.delete(producer);
+    if (this.producers.size === 0) this.exclusiveWaiters.shift()?.();
+  }
+
+  waitForNoProducers(signal: AbortSignal): Promise<void> {
+    this.checkOpen();
+    if (this.producers.size === 0 && this.exclusiveWaiters.length === 0) return Promise.resolve();
+    if (this.exclusiveWaiters.length >= MAX_EXCLUSIVE_WAITERS) {
+      return Promise.reject(new TooManyRequestsError(`${MAX_EXCLUSIVE_WAITERS} producers already wait for exclusive access to ${this.name}`));
+    }
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        signal.removeEventListener('abort', onAbort);
+        this.closer.signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const i = this.exclusiveWaiters.indexOf(done);
+        if (i >= 0) this.exclusiveWaiters.splice(i, 1);
+        reject(this.closer.signal.aborted ? this.closer.signal.reason : new ServiceNotReadyError('producer stream ended while waiting'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.closer.signal.addEventListener('abort', onAbort, { once: true });
+      this.exclusiveWaiters.push(done);
+    });
   }
 
   lastSequenceId(producerName: string): number {

@@ -1,4 +1,4 @@
-import { silentLogger, systemClock } from '@strata/runtime';
+import { Random, silentLogger, systemClock } from '@strata/runtime';
 import { describe, expect, it } from 'vitest';
 import { encodeEnvelope } from '../src/codec.js';
 import { Consumer, type DispatchEntry, type SubscriptionType } from '../src/consumer.js';
@@ -83,12 +83,14 @@ function makeSubscription(partitionIndex = -1, readAheadEntries = 100) {
 }
 
 let ids = 0;
+/** Every delivery to any consumer, in the order it happened. */
+const deliveryLog: DispatchEntry[] = [];
 function consumer(name: string, options: { priority?: number; sticky?: Array<{ start: number; end: number }> } = {}) {
   const got: DispatchEntry[] = [];
   const active: boolean[] = [];
   const c = new Consumer(
     { id: ++ids, name, priority: options.priority ?? 0, stickyRanges: options.sticky ?? [], nackDelayMs: 10 },
-    { deliver: (es) => got.push(...es), activeChange: (a) => active.push(a), closed: () => undefined },
+    { deliver: (es) => { got.push(...es); deliveryLog.push(...es); }, activeChange: (a) => active.push(a), closed: () => undefined },
     new RateMeter(systemClock),
   );
   return { c, got, active, payloads: () => got.map((e) => Buffer.from(e.envelope.batch).toString()) };
@@ -160,5 +162,106 @@ describe('Subscription dispatch (fake storage)', () => {
     await expect(sub.ack(a.c, [a.got[1]!.position], true)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await sub.ack(a.c, [a.got[1]!.position, a.got[2]!.position], false);
     expect(sub.unackedCount()).toBe(0);
+  });
+
+  it('key_shared: when a consumer leaves, its unacked entries reach the new owner before newer ones of the key', async () => {
+    const { sub, ledger } = makeSubscription();
+    const a = consumer('a');
+    sub.addConsumer(a.c, 'KEY_SHARED_SUB');
+    sub.flow(a.c, 100);
+    for (let i = 0; i < 5; i++) ledger.append('K');
+    await settle();
+    expect(a.got).toHaveLength(5);
+    const b = consumer('b');
+    sub.addConsumer(b.c, 'KEY_SHARED_SUB');
+    sub.flow(b.c, 100);
+    for (let i = 0; i < 5; i++) ledger.append('K');
+    await settle();
+    // K is held by a (unacked): if K now maps to b, b must not have it yet.
+    expect(b.got).toHaveLength(0);
+    sub.removeConsumer(a.c);
+    await settle();
+    expect(b.got.map((e) => e.position.entryId)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(b.got.slice(0, 5).every((e) => e.redeliveryCount === 1)).toBe(true);
+  });
+
+  it.each(['SHARED_SUB', 'KEY_SHARED_SUB', 'FAILOVER_SUB'] as const)('randomized %s: consumers come and go, nack and redeliver; nothing is lost, no entry is held twice', async (type) => {
+    for (const seed of [1, 2, 3]) {
+      deliveryLog.length = 0;
+      const random = new Random(seed);
+      const { sub, ledger, fc } = makeSubscription(-1, 8);
+      const live: Array<ReturnType<typeof consumer>> = [];
+      const keys = ['a', 'b', 'c', 'd', 'e'];
+      let appended = 0;
+      const check = () => {
+        const held = new Map<number, string>();
+        const holderOfKey = new Map<number, string>();
+        for (const x of live) {
+          expect(x.c.permits).toBeGreaterThanOrEqual(0);
+          for (const p of x.c.pending.values()) {
+            expect(held.has(p.position.entryId)).toBe(false);
+            held.set(p.position.entryId, x.c.name);
+            if (type === 'KEY_SHARED_SUB') {
+              const other = holderOfKey.get(p.keyHash);
+              expect(other === undefined || other === x.c.name).toBe(true);
+              holderOfKey.set(p.keyHash, x.c.name);
+            }
+          }
+        }
+      };
+      for (let step = 0; step < 300; step++) {
+        const r = random.next();
+        if (r < 0.1 || live.length === 0) {
+          const x = consumer(`c${step}`);
+          sub.addConsumer(x.c, type);
+          live.push(x);
+        } else if (r < 0.15 && live.length > 1) {
+          const x = live.splice(random.int(0, live.length), 1)[0]!;
+          sub.removeConsumer(x.c);
+        } else if (r < 0.45) {
+          ledger.append(keys[random.int(0, keys.length)]!);
+          appended++;
+        } else if (r < 0.6) {
+          sub.flow(random.pick(live).c, random.int(1, 5));
+        } else if (r < 0.85) {
+          const x = random.pick(live);
+          const pending = [...x.c.pending.values()].map((p) => p.position);
+          const some = pending.filter(() => random.next() < 0.7);
+          if (some.length) await sub.ack(x.c, some, false);
+        } else if (r < 0.95) {
+          const x = random.pick(live);
+          const pending = [...x.c.pending.values()].map((p) => p.position);
+          if (pending.length) sub.redeliverUnacknowledged(x.c, pending.slice(0, 1));
+        } else {
+          const x = random.pick(live);
+          const pending = [...x.c.pending.values()].map((p) => p.position);
+          if (pending.length) sub.nack(x.c, pending.slice(0, 1));
+        }
+        await new Promise((res) => setImmediate(res));
+        check();
+      }
+      // Drain: everyone gets permits and acks everything until all entries are acked.
+      const deadline = Date.now() + 5000;
+      while (fc.acked.size < appended && Date.now() < deadline) {
+        for (const x of live) {
+          sub.flow(x.c, 10);
+          const pending = [...x.c.pending.values()].map((p) => p.position);
+          if (pending.length) await sub.ack(x.c, pending, false);
+        }
+        await settle();
+        check();
+      }
+      expect(fc.acked.size).toBe(appended);
+      if (type === 'KEY_SHARED_SUB') {
+        // First deliveries of each key, across all consumers, happened in entry order.
+        const byKey = new Map<string, number[]>();
+        for (const e of deliveryLog.filter((g) => g.redeliveryCount === 0)) {
+          const k = e.envelope.metadata!.batchKey;
+          byKey.set(k, [...(byKey.get(k) ?? []), e.position.entryId]);
+        }
+        for (const l of byKey.values()) expect(l).toEqual([...l].sort((m, n) => m - n));
+      }
+      await sub.close('test over');
+    }
   });
 });

@@ -29,7 +29,8 @@ describe('admin service, non-persistent topics, bad requests', () => {
     expect(errorCode(await call(admin, 'CreateTenant', { tenant }).catch((e: unknown) => e))).toBe('ALREADY_EXISTS');
     await call(admin, 'CreateNamespace', { namespace: `${tenant}/ns`, bundles: 8 });
     const pol = await call<object, { bundles: number; deduplicationEnabled: boolean; ensembleSize: number }>(admin, 'GetNamespacePolicies', { namespace: `${tenant}/ns` });
-    expect(pol).toMatchObject({ bundles: 8, deduplicationEnabled: false, ensembleSize: 2 });
+    expect(pol).toMatchObject({ bundles: 8, deduplicationEnabled: false, ensembleSize: 0 });
+    expect(errorCode(await call(admin, 'CreateNamespace', { namespace: `${tenant}/ns2`, policies: { ensembleSize: 2, writeQuorum: 3, ackQuorum: 1 } }).catch((e: unknown) => e))).toBe('INVALID_ARGUMENT');
     const bundles = await call<object, { bundles: Array<{ range: string }> }>(admin, 'ListBundles', { namespace: `${tenant}/ns` });
     expect(bundles.bundles.map((b) => b.range)[0]).toBe('0x00000000_0x20000000');
     expect(bundles.bundles).toHaveLength(8);
@@ -42,6 +43,22 @@ describe('admin service, non-persistent topics, bad requests', () => {
     p.close();
     const brokers = await call<object, { brokers: Array<{ url: string }> }>(admin, 'ListBrokers', {});
     expect(brokers.brokers.map((b) => b.url)).toEqual([tb.address]);
+  });
+
+  it('set policies: turning deduplication on applies to a loaded topic at once', async () => {
+    const ns = `public/live-${Date.now()}`;
+    await call(admin, 'CreateNamespace', { namespace: ns });
+    const topic = `persistent://${ns}/t`;
+    const p = new TestProducer(client);
+    await p.open(topic, { producerName: 'live' });
+    expect((await p.sendAndWait('a', { sequenceId: 0 })).receipt!.messageId!.ledgerId).toBeGreaterThanOrEqual(0);
+    expect((await p.sendAndWait('a', { sequenceId: 0 })).receipt!.messageId!.ledgerId).toBeGreaterThanOrEqual(0);
+    const pol = await call<object, Record<string, unknown>>(admin, 'GetNamespacePolicies', { namespace: ns });
+    await call(admin, 'SetNamespacePolicies', { namespace: ns, policies: { ...pol, deduplicationEnabled: true } });
+    expect((await call<object, { deduplicationEnabled: boolean }>(admin, 'GetNamespacePolicies', { namespace: ns })).deduplicationEnabled).toBe(true);
+    expect((await p.sendAndWait('b', { sequenceId: 1 })).receipt!.messageId!.ledgerId).toBeGreaterThanOrEqual(0);
+    expect((await p.sendAndWait('b', { sequenceId: 1 })).receipt!.messageId!.ledgerId).toBe(-1);
+    p.close();
   });
 
   it('partitioned topics: create, metadata, produce to partitions, list, delete', async () => {
@@ -139,6 +156,7 @@ describe('admin service, non-persistent topics, bad requests', () => {
     expect((await c.request({ ack: { messageIds: [{ ledgerId: 1, entryId: 1 }], requestId: id } }, id)).error?.errorCode).toBe('INVALID_ARGUMENT');
     expect((await c.subscribe({ topic, subscription: '' })).error?.errorCode).toBe('INVALID_ARGUMENT');
     expect((await c.subscribe({ topic, subscription: 'strata.dedup' })).error?.errorCode).toBe('INVALID_ARGUMENT');
+    expect((await c.subscribe({ topic, subscription: 'a/b' })).error?.errorCode).toBe('INVALID_ARGUMENT');
     expect((await c.subscribe({ topic: 'a/b', subscription: 's' })).error?.errorCode).toBe('INVALID_ARGUMENT');
     expect((await c.subscribe({ topic, subscription: 'ok' }, 10)).subscribed).toBeTruthy();
     const id2 = c.nextRequestId();

@@ -49,6 +49,21 @@ describe('broker service: produce and consume over gRPC', () => {
     consumer.close();
   });
 
+  it('sends pipelined right behind OpenProducer wait for it; a half-close still gets every receipt', async () => {
+    const topic = uniqueTopic('pipe');
+    const p = new TestProducer(client);
+    p.stream.write({ open: { topic, producerName: 'pipelined', requestId: 77 } });
+    for (let i = 0; i < 50; i++) p.stream.write({ send: { metadata: { sequenceId: i, numMessages: 1 }, batch: Buffer.from(`m${i}`) } });
+    p.stream.end();
+    expect((await p.events.take((e) => !!e.opened)).opened?.producerName).toBe('pipelined');
+    for (let i = 0; i < 50; i++) expect((await p.receipt(i)).receipt).toBeTruthy();
+    const c = new TestConsumer(client);
+    await c.subscribe({ topic, subscription: 's' }, 100);
+    await c.waitFor(50);
+    expect(c.payloads()).toEqual(Array.from({ length: 50 }, (_, i) => `m${i}`));
+    c.close();
+  });
+
   it('lookup answers this broker; partitioned metadata is 0 for a plain topic', async () => {
     const topic = uniqueTopic();
     const res = await call<{ topic: string }, { brokerUrl: string; authoritative: boolean }>(client, 'Lookup', { topic });

@@ -219,6 +219,29 @@ describe('subscription types over gRPC', () => {
     p.close(); c.close();
   });
 
+  it('delayed delivery on shared: an entry with deliver_at_time waits until then; exclusive ignores it', async () => {
+    const topic = uniqueTopic();
+    const c = new TestConsumer(client);
+    await c.subscribe({ topic, subscription: 'd', type: 'SHARED_SUB' }, 100);
+    const ex = new TestConsumer(client);
+    await ex.subscribe({ topic, subscription: 'e', type: 'EXCLUSIVE_SUB' }, 100);
+    const p = new TestProducer(client);
+    await p.open(topic);
+    const t0 = Date.now();
+    p.stream.write({ send: { metadata: { sequenceId: 0, numMessages: 1, deliverAtTime: t0 + 400 }, batch: Buffer.from('later') } });
+    p.stream.write({ send: { metadata: { sequenceId: 1, numMessages: 1 }, batch: Buffer.from('now') } });
+    await p.receipt(1);
+    await c.waitFor(1);
+    expect(c.payloads()).toEqual(['now']);
+    await c.waitFor(2, 3000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
+    expect(c.payloads()).toEqual(['now', 'later']);
+    expect(c.received[1]!.redeliveryCount).toBe(0);
+    await ex.waitFor(2);
+    expect(ex.payloads()).toEqual(['later', 'now']);
+    p.close(); c.close(); ex.close();
+  });
+
   it('seek by message id and by timestamp; initial position latest', async () => {
     const topic = uniqueTopic();
     const p = await produce(topic, 10);

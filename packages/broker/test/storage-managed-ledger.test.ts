@@ -48,6 +48,14 @@ describe('managed ledger', () => {
     expect(ml.countEntriesAfter(positions[29] as Position)).toBe(5);
   });
 
+  it('rolls over by size', async () => {
+    const ml = await env.broker({ defaults: { maxLedgerSizeBytes: 100, minLedgerRolloverMs: 0 } }).open(uniqueName());
+    const positions = await Promise.all(Array.from({ length: 6 }, () => ml.append(Buffer.alloc(40))));
+    // 40 + 40 + 40 >= 100: three entries per ledger.
+    expect(positions.map((p) => p.entryId)).toEqual([0, 1, 2, 0, 1, 2]);
+    expect(ml.stats().sizeBytes).toBe(240);
+  });
+
   it('does not roll over before minLedgerRolloverMs, then does', async () => {
     const factory = env.broker({ defaults: { maxEntriesPerLedger: 2, minLedgerRolloverMs: 60_000 } });
     const ml = await factory.open(uniqueName());

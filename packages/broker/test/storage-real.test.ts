@@ -1,10 +1,13 @@
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BookieLedgerClient } from '@strata/bookie';
 import { BookieProcesses } from '@strata/bookie/testing';
 import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
 import { EtcdCluster } from '@strata/coordinator/testing';
 import { createLogger, Random } from '@strata/runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ManagedLedgerFactoryConfig, Position } from '../src/storage/api.js';
+import { comparePositions, type ManagedLedgerFactoryConfig, type Position } from '../src/storage/api.js';
 import { ManagedLedgerFactoryImpl } from '../src/storage/factory.js';
 import type { ManagedLedgerImpl } from '../src/storage/managed-ledger.js';
 
@@ -86,6 +89,53 @@ describe('managed ledger over real bookies and etcd', () => {
     for (const id of oldLedgers) await expect(b.client.getMetadata(id)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await mlA.close();
     await mlB.close();
+  });
+
+  it('a broker process killed with SIGKILL mid-stream loses no acknowledged append and no persisted ack', async () => {
+    const name = `storage-real/ns/persistent/crash-${Date.now().toString(36)}`;
+    const script = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'storage-crash-writer.mjs');
+    const child = spawn(process.execPath, [script, etcd.url, CLUSTER, name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const acked = new Map<number, Position>();
+    let persisted: Position | undefined;
+    let buffered = '';
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    try {
+      child.stdout.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString();
+        const lines = buffered.split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) {
+          const [kind, a, b, c] = line.split(' ');
+          if (kind === 'A') acked.set(Number(a), { ledgerId: Number(b), entryId: Number(c) });
+          if (kind === 'F') persisted = { ledgerId: Number(a), entryId: Number(b) };
+        }
+      });
+      const deadline = Date.now() + 60_000;
+      while (acked.size < 400 || !persisted) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`writer made too little progress: ${acked.size} acked`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    const { factory } = await broker(4, {});
+    const ml = await factory.open(name);
+    // Every append the dead broker saw acknowledged is there, with its payload, at its position.
+    const byPosition = await ml.readPositions([...acked.values()]);
+    expect(byPosition.length).toBe(acked.size);
+    const payloadAt = new Map(byPosition.map((e) => [`${e.position.ledgerId}:${e.position.entryId}`, e.payload.toString()]));
+    for (const [i, p] of acked) expect(payloadAt.get(`${p.ledgerId}:${p.entryId}`)).toBe(`crash-${i}`);
+    // The cursor kept at least what was persisted (acks after the last flush may be redelivered).
+    const cursor = ml.getCursor('sub');
+    expect(cursor).toBeDefined();
+    expect(comparePositions(cursor?.markDeletePosition as Position, persisted as Position)).toBeGreaterThanOrEqual(0);
+    expect(comparePositions(cursor?.markDeletePosition as Position, ml.lastConfirmed)).toBeLessThanOrEqual(0);
+    // Appends go on after the takeover, in a new ledger after everything recovered.
+    const next = await ml.append(Buffer.from('after-crash'));
+    expect(comparePositions(next, ml.firstPosition)).toBeGreaterThan(0);
+    for (const p of acked.values()) expect(comparePositions(next, p)).toBeGreaterThan(0);
+    await ml.close();
   });
 
   it('keeps appending through the SIGKILL of a bookie (ensemble change), nothing acknowledged lost', async () => {

@@ -32,7 +32,7 @@ roleCommand('standalone', 'run a coordinator, a broker and two bookies in one pr
     const running = await startStandalone(config as Parameters<typeof startStandalone>[0], logger);
     process.stdout.write(
       `\nStrata standalone is ready.\n  service URL: ${running.serviceUrl}\n  metrics:     http://${String(config.host)}:${running.httpPort}/metrics\n` +
-        `  try:         npx strata produce my-topic -m hello   and   npx strata consume my-topic -s sub -n 0\n\n`,
+        `  try:         npx strata produce my-topic -m hello   and   npx strata consume my-topic -s sub -p Earliest -n 0\n\n`,
     );
     return running;
   }),

@@ -284,6 +284,8 @@ export class TopicConsumer {
   #ackQueue: PendingAck[] = [];
   #ackFlushScheduled = false;
   #reconnecting = false;
+  /** Aborted by close(): ends the reconnection loop's waits at once. */
+  readonly #stopped = new AbortController();
   /** Last message the application took: where a reader resumes after a reconnect. */
   #lastTaken: MessageId | undefined;
   /** Where a reader seeked to (resume point until it takes a message). */
@@ -321,15 +323,15 @@ export class TopicConsumer {
           this.#state = 'closed';
           throw e;
         }
-        await sleep(Math.min(this.#backoff.next(), Math.max(0, deadline - this.#ctx.clock.now())));
+        await sleep(Math.min(this.#backoff.next(), Math.max(0, deadline - this.#ctx.clock.now())), this.#stopped.signal).catch(() => undefined);
       }
     }
   }
 
   async #connectOnce(redirect: string | undefined): Promise<void> {
     const address = redirect ?? (await this.#ctx.pool.lookup(this.topic));
-    if (this.isClosed) return;
     const conn = await this.#ctx.pool.connect(address);
+    if (this.isClosed) return;
     const call = conn.broker.Consume();
     this.#call = call;
     call.on('data', (ev: ConsumerEvent__Output) => this.#onEvent(call, ev));
@@ -490,7 +492,7 @@ export class TopicConsumer {
     try {
       let first = true;
       while (this.#state === 'connecting') {
-        if (!(first && redirect)) await sleep(this.#backoff.next());
+        if (!(first && redirect)) await sleep(this.#backoff.next(), this.#stopped.signal).catch(() => undefined);
         first = false;
         if (this.#state !== 'connecting') break;
         try {
@@ -626,6 +628,7 @@ export class TopicConsumer {
   }
 
   async #close(): Promise<void> {
+    this.#stopped.abort();
     if (this.#state === 'closed') return;
     if (this.isConnected()) {
       this.#flushAcks();
@@ -770,6 +773,8 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
     const results = await Promise.allSettled(tcs.map((tc) => tc.start()));
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
+    // Closed meanwhile (a pattern refresh racing close()): close() did not see these.
+    if (this.#closed) await this.#removeTopic(topic);
   }
 
   async #removeTopic(topic: string): Promise<void> {
@@ -795,8 +800,13 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
       this.#ackTimer.unref?.();
     }
     if (this.#cfg.pattern) {
+      let running = false; // one refresh at a time, however slow the broker answers
       this.#patternTimer = setInterval(() => {
-        this.#refreshPattern().catch((err: unknown) => this.#log.warn({ err }, 'topicsPattern refresh failed'));
+        if (running) return;
+        running = true;
+        this.#refreshPattern()
+          .catch((err: unknown) => this.#log.warn({ err }, 'topicsPattern refresh failed'))
+          .finally(() => { running = false; });
       }, this.#cfg.patternAutoDiscoveryPeriodMs);
       this.#patternTimer.unref?.();
     }

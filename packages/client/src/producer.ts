@@ -42,7 +42,8 @@ export interface ProducerConfig {
   properties?: { [key: string]: string };
   accessMode?: ProducerAccessMode;
   messageRouter?: MessageRouter;
-  batchingType?: 'DefaultBatching';
+  /** 'KeyBasedBatching' makes one batch per key (for Key_Shared subscriptions). */
+  batchingType?: 'DefaultBatching' | 'KeyBasedBatching';
 }
 
 /** Per-call options (a Strata extension). */
@@ -93,6 +94,7 @@ export interface CompiledProducerConfig {
   properties: Record<string, string>;
   accessMode: 'SHARED' | 'EXCLUSIVE' | 'WAIT_FOR_EXCLUSIVE' | 'EXCLUSIVE_WITH_FENCING';
   messageRouter: MessageRouter | undefined;
+  keyBasedBatching: boolean;
 }
 
 function intOption(config: Record<string, unknown>, key: string, def: number, min: number, max: number): number {
@@ -135,7 +137,8 @@ export function compileProducerConfig(config: ProducerConfig): CompiledProducerC
   if (c.messageRouter !== undefined && typeof c.messageRouter !== 'function') throw configError('messageRouter must be a function');
   if (c.messageRouter !== undefined && routing !== 'CustomPartition') throw configError("messageRouter is used only with messageRoutingMode 'CustomPartition'");
   const accessMode = oneOf(c, 'accessMode', ['Shared', 'Exclusive', 'WaitForExclusive', 'ExclusiveWithFencing'] as const, 'Shared');
-  oneOf(c, 'batchingType', ['DefaultBatching'] as const, 'DefaultBatching');
+  if (accessMode === 'WaitForExclusive') throw unsupportedOption('Producer', 'accessMode', "'WaitForExclusive' is not implemented by the broker yet; use 'Exclusive' or 'ExclusiveWithFencing'");
+  const batchingType = oneOf(c, 'batchingType', ['DefaultBatching', 'KeyBasedBatching'] as const, 'DefaultBatching');
   if (c.batchingEnabled !== undefined && typeof c.batchingEnabled !== 'boolean') throw configError('batchingEnabled must be a boolean');
   if (c.blockIfQueueFull !== undefined && typeof c.blockIfQueueFull !== 'boolean') throw configError('blockIfQueueFull must be a boolean');
   return {
@@ -155,11 +158,15 @@ export function compileProducerConfig(config: ProducerConfig): CompiledProducerC
     properties: checkStringMap(c.properties, 'properties'),
     accessMode: ({ Shared: 'SHARED', Exclusive: 'EXCLUSIVE', WaitForExclusive: 'WAIT_FOR_EXCLUSIVE', ExclusiveWithFencing: 'EXCLUSIVE_WITH_FENCING' } as const)[accessMode],
     messageRouter: config.messageRouter,
+    keyBasedBatching: batchingType === 'KeyBasedBatching',
   };
 }
 
 interface QueuedMessage {
   wire: SingleMessage;
+  /** The application's sequence id, if it gave one. */
+  userSeq: number | undefined;
+  /** Given when the batch is built. */
   sequenceId: number;
   size: number;
   key: string;
@@ -205,14 +212,16 @@ export class PartitionProducer {
   #name: string | undefined;
   #nextSeq = 0;
   #seqInitialized = false;
-  #building: QueuedMessage[] = [];
-  #buildingBytes = 0;
+  /** Batches being built: one (key '') or, with key-based batching, one per key; insertion order = age. */
+  readonly #building = new Map<string, { messages: QueuedMessage[]; bytes: number }>();
   #batchTimer: NodeJS.Timeout | undefined;
   #inflight: Batch[] = [];
   #pendingCount = 0;
   #spaceWaiters: Array<{ wake: () => void; fail: (err: unknown) => void }> = [];
   #timeoutTimer: NodeJS.Timeout | undefined;
   #reconnecting = false;
+  /** Aborted by close(): ends the reconnection loop's waits at once. */
+  readonly #stopped = new AbortController();
   #closeWaiter: Promise<void> | undefined;
 
   constructor(ctx: ClientContext, cfg: CompiledProducerConfig, topic: string, partition: number) {
@@ -256,7 +265,7 @@ export class PartitionProducer {
           throw e.withContext('Failed to create producer');
         }
         this.#log.debug({ err: e }, 'producer open failed, retrying');
-        await sleep(Math.min(this.#backoff.next(), Math.max(0, deadline - this.#ctx.clock.now())));
+        await sleep(Math.min(this.#backoff.next(), Math.max(0, deadline - this.#ctx.clock.now())), this.#stopped.signal).catch(() => undefined);
       }
     }
     if (this.#cfg.sendTimeoutMs > 0) {
@@ -268,8 +277,8 @@ export class PartitionProducer {
 
   async #connectOnce(redirect: string | undefined): Promise<void> {
     const address = redirect ?? (await this.#ctx.pool.lookup(this.topic));
-    if (this.#state === 'closing' || this.#state === 'closed') return;
     const conn = await this.#ctx.pool.connect(address);
+    if (this.#isClosed()) return;
     const call = conn.broker.Produce();
     this.#call = call;
     call.on('data', (ev: ProducerEvent__Output) => this.#onEvent(call, ev));
@@ -384,7 +393,7 @@ export class PartitionProducer {
     try {
       let first = true;
       while (this.#state === 'connecting') {
-        if (!(first && redirect)) await sleep(this.#backoff.next());
+        if (!(first && redirect)) await sleep(this.#backoff.next(), this.#stopped.signal).catch(() => undefined);
         first = false;
         if (this.#state !== 'connecting') break;
         try {
@@ -423,34 +432,38 @@ export class PartitionProducer {
   }
 
   #enqueue(msg: ProducerMessage, wire: SingleMessage): Promise<MessageId> {
-    let sequenceId: number;
-    if (msg.sequenceId !== undefined) {
-      sequenceId = msg.sequenceId;
-      this.#nextSeq = Math.max(this.#nextSeq, sequenceId + 1);
-    } else {
-      sequenceId = this.#nextSeq++;
-    }
-    wire.sequenceId = sequenceId;
+    if (msg.sequenceId !== undefined) this.#nextSeq = Math.max(this.#nextSeq, msg.sequenceId + 1);
     const deliverAt = msg.deliverAt ?? (msg.deliverAfter !== undefined ? Date.now() + msg.deliverAfter : 0);
     wire.deliverAtTime = deliverAt;
     const size = msg.data.length + 32;
-    const q: QueuedMessage = { wire, sequenceId, size, key: msg.partitionKey ?? '', deliverAt, done: deferred<MessageId>() };
+    const key = msg.orderingKey ?? msg.partitionKey ?? '';
+    const q: QueuedMessage = { wire, userSeq: msg.sequenceId, sequenceId: -1, size, key, deliverAt, done: deferred<MessageId>() };
     // Delayed messages travel alone: the whole entry shares one deliver-at time.
     if (!this.#cfg.batchingEnabled || deliverAt > 0) {
       this.#flushBuilding();
       this.#enqueueBatch([q]);
-    } else {
-      if (this.#building.length > 0 && this.#buildingBytes + size > this.#cfg.batchingMaxAllowedSizeInBytes) this.#flushBuilding();
-      this.#building.push(q);
-      this.#buildingBytes += size;
-      if (this.#building.length >= this.#cfg.batchingMaxMessages || this.#buildingBytes >= this.#cfg.batchingMaxAllowedSizeInBytes) {
+      return q.done.promise;
+    }
+    // Key-based batching keeps one batch per key, so each entry has one key (Key_Shared routes by it).
+    const slot = this.#cfg.keyBasedBatching ? key : '';
+    let builder = this.#building.get(slot);
+    if (builder && builder.bytes + size > this.#cfg.batchingMaxAllowedSizeInBytes) {
+      this.#flushBuilder(slot);
+      builder = undefined;
+    }
+    if (!builder) {
+      builder = { messages: [], bytes: 0 };
+      this.#building.set(slot, builder);
+    }
+    builder.messages.push(q);
+    builder.bytes += size;
+    if (builder.messages.length >= this.#cfg.batchingMaxMessages || builder.bytes >= this.#cfg.batchingMaxAllowedSizeInBytes) {
+      this.#flushBuilder(slot);
+    } else if (!this.#batchTimer) {
+      this.#batchTimer = setTimeout(() => {
+        this.#batchTimer = undefined;
         this.#flushBuilding();
-      } else if (!this.#batchTimer) {
-        this.#batchTimer = setTimeout(() => {
-          this.#batchTimer = undefined;
-          this.#flushBuilding();
-        }, this.#cfg.batchingMaxPublishDelayMs);
-      }
+      }, this.#cfg.batchingMaxPublishDelayMs);
     }
     return q.done.promise;
   }
@@ -484,19 +497,30 @@ export class PartitionProducer {
     }
   }
 
+  /** Sends every batch being built, oldest first. */
   #flushBuilding(): void {
     if (this.#batchTimer) {
       clearTimeout(this.#batchTimer);
       this.#batchTimer = undefined;
     }
-    if (this.#building.length === 0) return;
-    const messages = this.#building;
-    this.#building = [];
-    this.#buildingBytes = 0;
-    this.#enqueueBatch(messages);
+    for (const slot of [...this.#building.keys()]) this.#flushBuilder(slot);
   }
 
+  #flushBuilder(slot: string): void {
+    const builder = this.#building.get(slot);
+    this.#building.delete(slot);
+    if (builder && builder.messages.length > 0) this.#enqueueBatch(builder.messages);
+  }
+
+  /**
+   * Builds a batch. Sequence ids are given here, in the order batches are sent, so every batch covers
+   * an increasing, contiguous range even with key-based batching (deduplication compares them).
+   */
   #enqueueBatch(messages: QueuedMessage[]): void {
+    for (const m of messages) {
+      m.sequenceId = m.userSeq ?? this.#nextSeq++;
+      m.wire.sequenceId = m.sequenceId;
+    }
     let payload: Buffer;
     let bytes: Buffer;
     try {
@@ -568,6 +592,7 @@ export class PartitionProducer {
   }
 
   async #close(): Promise<void> {
+    this.#stopped.abort();
     if (this.#state === 'closed') return;
     const wasReady = this.#state === 'ready';
     if (wasReady) this.#flushBuilding();
@@ -593,9 +618,9 @@ export class PartitionProducer {
     if (this.#batchTimer) clearTimeout(this.#batchTimer);
     if (this.#timeoutTimer) clearInterval(this.#timeoutTimer);
     this.#batchTimer = this.#timeoutTimer = undefined;
-    for (const m of this.#building) m.done.reject(err);
+    for (const b of this.#building.values()) for (const m of b.messages) m.done.reject(err);
     for (const b of this.#inflight) for (const m of b.messages) m.done.reject(err);
-    this.#building = [];
+    this.#building.clear();
     this.#inflight = [];
     this.#pendingCount = 0;
     for (const w of this.#spaceWaiters.splice(0)) w.fail(err);

@@ -127,6 +127,17 @@ describe('produce and consume commands', () => {
     expect(Buffer.concat(h.raw).toString()).toBe('hello\n');
   });
 
+  it('dumps binary payloads in hex and can hide content', async () => {
+    const h = harness();
+    await h.run('produce', 'hx', '-m', 'AB\u0001');
+    await h.run('consume', 'hx', '-s', 's1', '-p', 'Earliest', '--hex');
+    expect(h.out[h.out.length - 1]).toBe(`key:[null], content:00000000  ${'41 42 01'.padEnd(47)}  AB.`);
+    const before = h.out.length;
+    await h.run('consume', 'hx', '-s', 's2', '-p', 'Earliest', '--hide-content');
+    expect(h.out.length).toBe(before);
+    expect(h.err[h.err.length - 1]).toBe('1 messages successfully consumed');
+  });
+
   it('fails with one line and exit code 2 on bad usage, without connecting', async () => {
     const h = harness();
     expect(await h.run('consume', 't')).toBe(2);

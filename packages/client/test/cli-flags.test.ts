@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../src/cli/errors.js';
 import {
-  compileConsumeOptions, compilePerfConsumeOptions, compilePerfProduceOptions, compileProduceOptions, expandTopics,
+  checkBundleRange, compileConsumeOptions, compilePerfConsumeOptions, compilePerfProduceOptions, compileProduceOptions, expandTopics,
   parseCompression, parseInitialPosition, parseInteger, parseProperties, parseSize, parseSubscriptionType, serviceTargets,
 } from '../src/cli/flags.js';
 
@@ -132,5 +132,13 @@ describe('perf flags', () => {
     expect(o.subscriptions).toEqual(['x-0', 'x-1']);
     expect(o.consumersPerSubscription).toBe(3);
     expect(() => compilePerfConsumeOptions(['t'], { numConsumers: '2' })).toThrow(/Exclusive subscription takes one consumer/);
+  });
+});
+
+describe('admin arguments', () => {
+  it('checks bundle ranges', () => {
+    expect(checkBundleRange('0x00000000_0x40000000')).toBe('0x00000000_0x40000000');
+    expect(() => checkBundleRange('0x40000000_0x00000000')).toThrow(/start below end/);
+    expect(() => checkBundleRange('0xdeadbeef_0x1')).toThrow(UsageError);
   });
 });

@@ -4,7 +4,7 @@ import { Consumer, type ConsumerConfig, type ConsumerHost } from '../src/consume
 import type { Message } from '../src/message.js';
 import type { Producer, ProducerConfig } from '../src/producer.js';
 import { encodeMessageBatch } from '../src/protocol.js';
-import { FakeBroker, until, type FakeStream } from './fake-broker.js';
+import { FakeBroker, until, type FakeStream } from '../src/testing/index.js';
 
 const open: Consumer[] = [];
 afterEach(async () => {

@@ -53,4 +53,40 @@ describe('produce and consume', () => {
     await producer.close();
     await consumer.close();
   });
+
+  it('batchReceive and a listener', async () => {
+    const topic = unique();
+    const batchConsumer = await client.subscribe({ topic, subscription: 'batch', batchReceivePolicy: { maxNumMessages: 4, timeoutMs: 200 } });
+    const got: string[] = [];
+    const listening = await client.subscribe({
+      topic, subscription: 'listen',
+      listener: async (m, c) => {
+        got.push(m.getData().toString());
+        await c.acknowledge(m);
+      },
+    });
+    const producer = await client.createProducer({ topic });
+    await Promise.all(Array.from({ length: 6 }, (_, i) => producer.send({ data: Buffer.from(String(i)) })));
+    const first = await batchConsumer.batchReceive();
+    expect(first.map((m) => m.getData().toString())).toEqual(['0', '1', '2', '3']);
+    const second = await batchConsumer.batchReceive();
+    expect(second.map((m) => m.getData().toString())).toEqual(['4', '5']);
+    for (const m of [...first, ...second]) await batchConsumer.acknowledge(m);
+    const deadline = Date.now() + 5000;
+    while (got.length < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(got).toEqual(['0', '1', '2', '3', '4', '5']);
+    await Promise.all([batchConsumer.close(), listening.close(), producer.close()]);
+  });
+
+  it('non-persistent topics deliver to connected consumers', async () => {
+    const topic = `non-persistent://public/default/${unique()}`;
+    const consumer = await client.subscribe({ topic, subscription: 'np' });
+    const producer = await client.createProducer({ topic });
+    await producer.send({ data: Buffer.from('fleeting') });
+    const m = await consumer.receive(5000);
+    expect(m.getData().toString()).toBe('fleeting');
+    expect(m.getTopicName()).toBe(topic);
+    await consumer.acknowledge(m);
+    await Promise.all([consumer.close(), producer.close()]);
+  });
 });

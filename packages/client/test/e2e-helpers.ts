@@ -12,3 +12,16 @@ export async function createPartitionedTopic(address: string, topic: string, par
     broker.close();
   }
 }
+
+/** Creates a namespace with deduplication on, through the Admin service. */
+export async function createDedupNamespace(address: string, namespace: string): Promise<void> {
+  const { admin, broker } = createBrokerClients(address);
+  try {
+    await new Promise<void>((resolve, reject) => admin.CreateNamespace(
+      { namespace, bundles: 0, policies: { deduplicationEnabled: true } },
+      (err) => (err ? reject(err) : resolve()),
+    ));
+  } finally {
+    broker.close();
+  }
+}

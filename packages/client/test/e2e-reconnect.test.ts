@@ -9,7 +9,7 @@ import { EmbeddedMetadataStore, type MetadataStore } from '@strata/coordinator';
 import { startTestBroker, type TestBroker } from '@strata/broker/testing';
 import { silentLogger } from '@strata/runtime';
 import { Client, MessageId, type Logger } from '../src/index.js';
-import { unique } from './e2e-helpers.js';
+import { createDedupNamespace, unique } from './e2e-helpers.js';
 
 let dir: string;
 let metadata: MetadataStore;
@@ -125,5 +125,32 @@ describe('broker restart', () => {
     expect(id.ledgerId).toBeGreaterThanOrEqual(0);
     expect((await consumer.receive(5000)).getData().toString()).toBe('after');
     await Promise.all([producer.close(), consumer.close()]);
+  });
+
+  it('with deduplication on, resends after a restart are stored exactly once, in order', async () => {
+    const namespace = `public/${unique('dedup')}`;
+    await createDedupNamespace(`127.0.0.1:${port}`, namespace);
+    const topic = `persistent://${namespace}/${unique('t')}`;
+    const producer = await client.createProducer({ topic, producerName: unique('p'), batchingMaxPublishDelayMs: 2, sendTimeoutMs: 60_000 });
+    const total = 400;
+    let sent = 0;
+    let acked = 0;
+    const produce = (async () => {
+      while (sent < total) {
+        const window = Array.from({ length: Math.min(20, total - sent) }, () => sent++);
+        await Promise.all(window.map((n) => producer.send({ data: Buffer.from(String(n)) }).then(() => acked++)));
+      }
+    })();
+    await until(() => acked >= 100, 20_000);
+    await restartBroker(200);
+    await produce;
+    const reader = await client.createReader({ topic, startMessageId: MessageId.earliest() });
+    const stored: number[] = [];
+    while (stored.length < total) stored.push(Number((await reader.readNext(10_000)).getData().toString()));
+    expect(stored).toEqual(Array.from({ length: total }, (_, i) => i));
+    expect(await reader.hasMessageAvailable()).toBe(false);
+    // The producer did reconnect (and resent what it had in flight, if anything).
+    expect(events.filter((e) => e.msg === 'producer connected' && String(e.fields.topic) === topic)).toHaveLength(2);
+    await Promise.all([producer.close(), reader.close()]);
   });
 });

@@ -71,11 +71,14 @@ describe('subscription types', () => {
     await Promise.all([c1.close(), c2.close(), producer.close()]);
   });
 
-  it('KeyShared keeps each key on one consumer, in order', async () => {
+  it.each([
+    ['without batching', { batchingEnabled: false }],
+    ['with key-based batching', { batchingType: 'KeyBasedBatching' as const, batchingMaxPublishDelayMs: 20 }],
+  ])('KeyShared keeps each key on one consumer, in order (%s)', async (_name, producerOptions) => {
     const topic = unique();
     const c1 = await client.subscribe({ topic, subscription: 'ks', subscriptionType: 'KeyShared' });
     const c2 = await client.subscribe({ topic, subscription: 'ks', subscriptionType: 'KeyShared' });
-    const producer = await client.createProducer({ topic, batchingEnabled: false });
+    const producer = await client.createProducer({ topic, ...producerOptions });
     await Promise.all(Array.from({ length: 60 }, (_, i) => producer.send({ data: Buffer.from(String(i)), partitionKey: `key-${i % 6}` })));
     const owner = new Map<string, number>();
     const lastByKey = new Map<string, number>();
@@ -94,6 +97,18 @@ describe('subscription types', () => {
     }));
     expect(total).toBe(60);
     await Promise.all([c1.close(), c2.close(), producer.close()]);
+  });
+});
+
+describe('producer access modes', () => {
+  it('Exclusive refuses a second producer; ExclusiveWithFencing takes over', async () => {
+    const topic = unique();
+    const first = await client.createProducer({ topic, accessMode: 'Exclusive' });
+    await expect(client.createProducer({ topic, accessMode: 'Exclusive' })).rejects.toMatchObject({ message: expect.stringMatching(/^Failed to create producer: /) });
+    await expect(client.createProducer({ topic })).rejects.toThrow(/^Failed to create producer: /);
+    const fencing = await client.createProducer({ topic, accessMode: 'ExclusiveWithFencing' });
+    await fencing.send({ data: Buffer.from('mine') });
+    await Promise.all([first.close(), fencing.close()]);
   });
 });
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { compileProducerConfig, PartitionProducer, type ProducerConfig } from '../src/producer.js';
 import { decodeMessageBatch } from '../src/protocol.js';
 import { decompress } from '../src/compression.js';
-import { FakeBroker, until, type FakeStream } from './fake-broker.js';
+import { FakeBroker, until, type FakeStream } from '../src/testing/index.js';
 
 async function open(broker: FakeBroker, config: Partial<ProducerConfig> = {}): Promise<PartitionProducer> {
   const cfg = compileProducerConfig({ topic: 'unit-topic', ...config });
@@ -53,6 +53,29 @@ describe('PartitionProducer', () => {
     await flushed;
     const ids = await Promise.all(results);
     expect(ids.map((id) => id.toString())).toEqual(['(3,1,-1,0)', '(3,1,-1,1)', '(3,1,-1,2)', '(3,2,-1,0)', '(3,2,-1,1)']);
+    await p.close();
+  });
+
+  it('KeyBasedBatching makes one batch per key, each with a contiguous range of sequence ids', async () => {
+    const broker = new FakeBroker();
+    const p = await open(broker, { batchingType: 'KeyBasedBatching', batchingMaxPublishDelayMs: 10_000 });
+    const results = ['a', 'b', 'a', 'c', 'b', 'a'].map((k, i) => p.send({ data: Buffer.from(`${k}${i}`), partitionKey: k }));
+    const flushed = p.flush();
+    await until(() => sends(broker.producer).length === 3);
+    const batches = sends(broker.producer).map((b) => ({
+      key: b.metadata.batchKey, first: b.metadata.sequenceId, last: b.metadata.highestSequenceId,
+      data: decodeMessageBatch(b.batch).map((m) => Buffer.from(m.payload).toString()),
+    }));
+    expect(batches).toEqual([
+      { key: 'a', first: 0, last: 2, data: ['a0', 'a2', 'a5'] },
+      { key: 'b', first: 3, last: 4, data: ['b1', 'b4'] },
+      { key: 'c', first: 5, last: 5, data: ['c3'] },
+    ]);
+    receipt(broker.producer, 0, 0);
+    receipt(broker.producer, 3, 1);
+    receipt(broker.producer, 5, 2);
+    await flushed;
+    expect((await Promise.all(results)).map((id) => id.toString())).toEqual(['(3,0,-1,0)', '(3,1,-1,0)', '(3,0,-1,1)', '(3,2,-1,-1)', '(3,1,-1,1)', '(3,0,-1,2)']);
     await p.close();
   });
 
@@ -166,5 +189,20 @@ describe('PartitionProducer', () => {
     await closing;
     expect(broker.producer.commands('close')).toHaveLength(1);
     await expect(p.send({ data: Buffer.from('x') })).rejects.toThrow('Failed to send message: AlreadyClosed');
+  });
+
+  it('close() during reconnection ends the loop at once and fails what is pending', async () => {
+    const broker = new FakeBroker();
+    broker.ctx = { ...broker.ctx, maxBackoffMs: 60_000, initialBackoffMs: 60_000 } as typeof broker.ctx;
+    const p = await open(broker, { batchingEnabled: false });
+    const pending = p.send({ data: Buffer.from('a') });
+    await until(() => sends(broker.producer).length === 1);
+    broker.producer.emit('end');
+    expect(p.isConnected()).toBe(false);
+    const started = Date.now();
+    await p.close();
+    expect(Date.now() - started).toBeLessThan(1000);
+    await expect(pending).rejects.toThrow('Failed to send message: AlreadyClosed');
+    expect(broker.produceStreams).toHaveLength(1);
   });
 });

@@ -12,3 +12,11 @@ export {
   type CoordinatorConfig, type CoordinatorDeps, type RunningCoordinator,
 } from './main.js';
 export { LeaderElector, type LeaderContext, type LeaderDuty, type LeaderElectorOptions } from './leader.js';
+export {
+  ASSIGNMENTS_PREFIX, assignmentKey, BROKERS_PREFIX, brokerKey, BundleAssigner, bundleForHash, chooseBroker, formatBundleRange, loadScore,
+  namespaceBundles, namespaceOfPolicyKey, OWNERSHIP_PREFIX, ownershipKey, parseJson, planAssignments, POLICIES_PREFIX, PrefixCache,
+  splitBoundaries, LoadShedder,
+  type AssignmentReason, type AssignmentRecord, type BrokerRegistration, type BrokerView, type BundleAssignerOptions, type BundlePolicy,
+  type BundleSpec, type CachedEntry, type ClusterSnapshot, type LoadReport, type OwnershipRecord, type PlacementAction,
+  type PlacementOptions, type ShedOptions,
+} from './assignment/index.js';

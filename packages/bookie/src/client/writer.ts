@@ -107,7 +107,21 @@ export class LedgerWriterImpl extends LedgerReaderImpl implements LedgerWriter {
     // Backpressure: at most maxPendingAdds unacknowledged; later appends wait here, first come first served
     // (so entry ids follow call order), each woken with a slot reserved for it.
     if (this.pending.length + this.reserved >= this.ctx.options.maxPendingAdds || this.slotWaiters.length > 0) {
-      await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          const at = this.slotWaiters.indexOf(wake);
+          if (at < 0) return;
+          this.slotWaiters.splice(at, 1);
+          this.wakeWaiters();
+          reject(signal!.reason);
+        };
+        const wake = () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        this.slotWaiters.push(wake);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
       this.reserved--;
       try {
         this.checkWritable();

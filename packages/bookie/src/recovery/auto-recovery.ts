@@ -3,7 +3,7 @@ import { BadVersionError, listAll, type MetadataStore, type Watcher } from '@str
 import { ErrorCode, isStrataError, StrataError, systemClock, type Clock, type Logger } from '@strata/runtime';
 import type { LedgerMetadata } from '../client/api.js';
 import { AVAILABLE_BOOKIES_PREFIX } from '../client/bookie-registry.js';
-import { BookieLedgerClient } from '../client/client.js';
+import type { BookieLedgerClient } from '../client/client.js';
 import { decodeMetadata, LEDGERS_PREFIX, writeSet } from '../client/metadata.js';
 import type { ClientContext } from '../client/reader.js';
 
@@ -31,8 +31,8 @@ export interface AutoRecoveryDeps {
   metadata: MetadataStore;
   logger: Logger;
   clock?: Clock;
-  /** The ledger client whose transport and metadata helpers are used; default a new BookieLedgerClient. */
-  ledgerClient?: BookieLedgerClient;
+  /** The ledger client whose transport and metadata helpers are used (the caller owns and closes it). */
+  ledgerClient: BookieLedgerClient;
   options?: AutoRecoveryOptions;
 }
 
@@ -67,7 +67,6 @@ export class AutoRecovery {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly client: BookieLedgerClient;
-  private readonly ownsClient: boolean;
   private readonly graceMs: number;
   private readonly intervalMs: number;
   private readonly maxCopyInFlight: number;
@@ -79,13 +78,14 @@ export class AutoRecovery {
   private running: Promise<unknown> | undefined;
   private stopped = true;
   private stopping = false;
+  /** Aborts a pass in progress on stop(). */
+  private readonly abort = new AbortController();
 
   constructor(deps: AutoRecoveryDeps) {
     this.metadata = deps.metadata;
     this.logger = deps.logger.child({ component: 'auto-recovery' });
     this.clock = deps.clock ?? systemClock;
-    this.ownsClient = !deps.ledgerClient;
-    this.client = deps.ledgerClient ?? new BookieLedgerClient({ metadata: deps.metadata, logger: deps.logger });
+    this.client = deps.ledgerClient;
     this.graceMs = deps.options?.lostBookieGraceMs ?? 60_000;
     this.intervalMs = deps.options?.checkIntervalMs ?? 5_000;
     this.maxCopyInFlight = deps.options?.maxCopyInFlight ?? 256;
@@ -119,21 +119,23 @@ export class AutoRecovery {
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopping = true;
+    this.abort.abort(new StrataError(ErrorCode.UNAVAILABLE, 'auto-recovery stopped', { retriable: false }));
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.watcher?.close().catch(() => undefined);
     await this.running?.catch(() => undefined);
-    if (this.ownsClient) await this.client.close();
   }
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.running = this.runOnce().then(
+      this.running = this.runOnce(this.abort.signal).then(
         (result) => {
           if (result.pending.length > 0) this.logger.info({ pending: result.pending }, 'ledgers still under-replicated');
         },
-        (err: unknown) => this.logger.error({ err }, 'auto-recovery pass failed'),
+        (err: unknown) => {
+          if (!this.stopping) this.logger.error({ err }, 'auto-recovery pass failed');
+        },
       ).finally(() => this.schedule(this.intervalMs));
     }, delayMs);
   }

@@ -36,6 +36,8 @@ interface Slot {
 export class BookieService {
   private inFlightBytes = 0;
   private readonly waiting = new Set<() => void>();
+  /** Open add streams: `drain()` ends each once its pending adds are answered. */
+  private readonly streams = new Set<() => void>();
   private readonly logger: Logger;
 
   constructor(private readonly options: BookieServiceOptions) {
@@ -68,14 +70,24 @@ export class BookieService {
     };
   }
 
+  /**
+   * For a clean stop: every open add stream stops being read, gets the answers to what it sent,
+   * and is then ended by the server (so the gRPC server need not wait for writers to hang up).
+   */
+  drain(): void {
+    for (const finish of [...this.streams]) finish();
+  }
+
   private addEntries(call: grpc.ServerDuplexStream<AddEntriesRequest__Output, AddEntriesResponse>): void {
     const { store, metrics, streamMaxInFlightAdds } = this.options;
+    const addsOk = metrics.adds.labels('ok');
     const slots: Slot[] = [];
     let head = 0;
     let inFlight = 0;
     let ended = false;
     let dead = false;
     let paused = false;
+    let flushScheduled = false;
 
     const overLimit = () => inFlight >= streamMaxInFlightAdds || this.inFlightBytes >= this.options.maxInFlightBytes;
     const maybeResume = () => {
@@ -98,6 +110,7 @@ export class BookieService {
       if (results.length > 0 && !dead) call.write({ results });
       if (ended && head === slots.length && !dead) {
         dead = true;
+        this.streams.delete(finish);
         call.end();
       }
       maybeResume();
@@ -119,7 +132,7 @@ export class BookieService {
           .then(
             () => {
               slot.result = { ...base, errorCode: '', errorMessage: '' };
-              metrics.adds.inc({ result: 'ok' });
+              addsOk.inc();
               metrics.addBytes.inc(slot.bytes);
             },
             (err: unknown) => {
@@ -134,9 +147,16 @@ export class BookieService {
             this.inFlightBytes -= slot.bytes;
             metrics.inFlightAdds.dec();
             metrics.addLatency.observe((performance.now() - slot.started) / 1000);
-            flush();
-            // Freed bookie-wide room: let other paused streams read again.
-            for (const wake of [...this.waiting]) wake();
+            // One group commit completes many adds at once: answer them in one stream message.
+            if (!flushScheduled) {
+              flushScheduled = true;
+              setImmediate(() => {
+                flushScheduled = false;
+                flush();
+                // Freed bookie-wide room: let other paused streams read again.
+                for (const wake of [...this.waiting]) wake();
+              });
+            }
           });
       }
       if (overLimit() && !paused) {
@@ -145,13 +165,17 @@ export class BookieService {
         call.pause();
       }
     });
-    call.on('end', () => {
+    const finish = () => {
       ended = true;
+      call.pause();
       flush();
-    });
+    };
+    this.streams.add(finish);
+    call.on('end', finish);
     const drop = () => {
       dead = true;
       this.waiting.delete(maybeResume);
+      this.streams.delete(finish);
     };
     call.on('error', (err) => {
       this.logger.debug({ err }, 'add stream failed');

@@ -119,6 +119,10 @@ interface Ledger {
   id: number;
   fenced: boolean;
   lac: number;
+  /** Kept in step with `segments` (see recount()). */
+  lastEntryId: number;
+  entryCount: number;
+  sizeBytes: number;
   segments: Segment[];
   active?: Segment;
   lastWriteMs: number;
@@ -172,7 +176,7 @@ export class SegmentLedgerStorage implements LedgerStorage {
     const known = new Set<number>();
     for (const l of cp.ledgers) {
       known.add(l.id);
-      const ledger: Ledger = { id: l.id, fenced: l.fenced, lac: l.lac, segments: [], lastWriteMs: this.now() };
+      const ledger: Ledger = { id: l.id, fenced: l.fenced, lac: l.lac, lastEntryId: -1, entryCount: 0, sizeBytes: 0, segments: [], lastWriteMs: this.now() };
       const dir = this.ledgerDir(l.id);
       const files = new Set(await readdir(dir).catch(() => [] as string[]));
       for (const [first, last, count, logBytes] of l.segments) {
@@ -186,6 +190,7 @@ export class SegmentLedgerStorage implements LedgerStorage {
       // Files made after the checkpoint: replay writes their entries again.
       for (const name of files) await rm(join(dir, name), { force: true });
       ledger.segments.sort((a, b) => a.first - b.first);
+      recount(ledger);
       this.ledgers.set(l.id, ledger);
     }
     for (const name of await readdir(this.ledgersDir)) {
@@ -267,8 +272,16 @@ export class SegmentLedgerStorage implements LedgerStorage {
       added = [];
       logBytes = 0;
     };
+    // Ids above everything stored or taken in this run are new without a lookup (the common case).
+    let maxSeen = ledger.lastEntryId;
+    let taken: Set<number> | undefined;
     for (const add of run) {
-      if (added.some((a) => a.entryId === add.entryId) || (await this.findEntry(ledger.id, add.entryId)) !== undefined) continue;
+      if (add.entryId <= maxSeen) {
+        taken ??= new Set(added.map((a) => a.entryId));
+        if (taken.has(add.entryId) || (await this.findEntry(ledger.id, add.entryId)) !== undefined) continue;
+      }
+      maxSeen = Math.max(maxSeen, add.entryId);
+      taken?.add(add.entryId);
       const size = LOG_HEADER + add.payload.length;
       const target = seg ?? ledger.active;
       const lastId = added.length > 0 ? (added.at(-1) as { entryId: number }).entryId : (target?.last ?? -1);
@@ -315,6 +328,9 @@ export class SegmentLedgerStorage implements LedgerStorage {
     seg.count += added.length;
     seg.logBytes += logBytes;
     seg.last = Math.max(seg.last, (added.at(-1) as { entryId: number }).entryId);
+    ledger.lastEntryId = Math.max(ledger.lastEntryId, seg.last);
+    ledger.entryCount += added.length;
+    ledger.sizeBytes += logBytes - added.length * LOG_HEADER;
     for (const a of added) if (a.lac > ledger.lac) ledger.lac = a.lac;
     ledger.lastWriteMs = this.now();
   }
@@ -644,22 +660,17 @@ export class SegmentLedgerStorage implements LedgerStorage {
   private ensureLedger(ledgerId: number): Ledger {
     let ledger = this.ledgers.get(ledgerId);
     if (!ledger) {
-      ledger = { id: ledgerId, fenced: false, lac: -1, segments: [], lastWriteMs: this.now() };
+      ledger = { id: ledgerId, fenced: false, lac: -1, lastEntryId: -1, entryCount: 0, sizeBytes: 0, segments: [], lastWriteMs: this.now() };
       this.ledgers.set(ledgerId, ledger);
     }
     return ledger;
   }
 
   private info(ledger: Ledger): LedgerInfo {
-    let lastEntryId = -1;
-    let entryCount = 0;
-    let sizeBytes = 0;
-    for (const s of ledger.segments) {
-      if (s.last > lastEntryId) lastEntryId = s.last;
-      entryCount += s.count;
-      sizeBytes += s.logBytes - s.count * LOG_HEADER;
-    }
-    return { ledgerId: ledger.id, fenced: ledger.fenced, lastAddConfirmed: ledger.lac, lastEntryId, entryCount, sizeBytes };
+    return {
+      ledgerId: ledger.id, fenced: ledger.fenced, lastAddConfirmed: ledger.lac, lastEntryId: ledger.lastEntryId, entryCount: ledger.entryCount,
+      sizeBytes: ledger.sizeBytes,
+    };
   }
 
   /** Milliseconds since the ledger was last created or written here (GC spares recent ones). */
@@ -679,6 +690,17 @@ export class SegmentLedgerStorage implements LedgerStorage {
 
   private segmentPath(ledgerId: number, first: number, ext: string): string {
     return join(this.ledgerDir(ledgerId), numberedName(first, ext));
+  }
+}
+
+function recount(ledger: Ledger): void {
+  ledger.lastEntryId = -1;
+  ledger.entryCount = 0;
+  ledger.sizeBytes = 0;
+  for (const s of ledger.segments) {
+    if (s.last > ledger.lastEntryId) ledger.lastEntryId = s.last;
+    ledger.entryCount += s.count;
+    ledger.sizeBytes += s.logBytes - s.count * LOG_HEADER;
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * A bookie process for tests: the same composition root `strata bookie` runs (startBookie), with
- * flags parsed by the same loadConfig. Used by BookieProcesses until/unless STRATA_TEST_BOOKIE_CLI=1
- * selects `node packages/cli/dist/bin.js bookie`.
+ * flags parsed by the same loadConfig. BookieProcesses uses it when the CLI is not built or
+ * STRATA_TEST_BOOKIE_CLI=0.
  */
 import { createLogger, loadConfig } from '@strata/runtime';
 import { bookieConfigSpec, startBookie } from '../main.js';

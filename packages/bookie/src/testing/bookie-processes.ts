@@ -43,8 +43,9 @@ export interface BookieProcessesOptions {
  * await bookies.destroy('b1'); // kill and delete its data for good
  * await bookies.stop();        // in afterAll: SIGKILL all by pid, delete temp dirs
  * ```
- * The process is `node packages/cli/dist/bin.js bookie ...` when STRATA_TEST_BOOKIE_CLI=1, else
- * this package's dist/testing/bookie-main.js (the same startBookie and flags).
+ * The process is `node packages/cli/dist/bin.js bookie ...` (the real `strata bookie`); with
+ * STRATA_TEST_BOOKIE_CLI=0, or before the CLI is built, this package's dist/testing/bookie-main.js
+ * (the same startBookie and flags, without the other roles).
  */
 export class BookieProcesses {
   private readonly bookies = new Map<string, BookieProc>();
@@ -88,7 +89,8 @@ export class BookieProcesses {
       ...(this.options.extraArgs ?? []),
     ];
     const cli = resolve(here, '../../../cli/dist/bin.js');
-    const command = process.env.STRATA_TEST_BOOKIE_CLI === '1' && existsSync(cli) ? [cli, 'bookie', ...args] : [resolve(here, '../../dist/testing/bookie-main.js'), ...args];
+    const useCli = process.env.STRATA_TEST_BOOKIE_CLI !== '0' && existsSync(cli);
+    const command = useCli ? [cli, 'bookie', ...args] : [resolve(here, '../../dist/testing/bookie-main.js'), ...args];
     const fd = openSync(b.logFile, 'a');
     const child = spawn(process.execPath, command, { stdio: ['ignore', fd, fd] });
     closeSync(fd);

@@ -167,7 +167,11 @@ export interface ManagedLedger {
 
   readonly terminated: boolean;
 
-  /** Appends one entry; resolves with its position once durable. See the invariants for limits. */
+  /**
+   * Appends one entry; resolves with its position once durable. See the invariants for limits. The
+   * payload is kept (not copied) for the entry cache: do not modify it afterwards. `signal` is checked
+   * at the call only: an accepted append cannot be withdrawn.
+   */
   append(payload: Uint8Array, options?: { signal?: AbortSignal }): Promise<Position>;
 
   /**

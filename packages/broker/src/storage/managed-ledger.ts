@@ -110,7 +110,13 @@ export class ManagedLedgerImpl implements ManagedLedger, CursorHost {
         ml.log.info({ attempt }, 'ledger list changed during open; retrying');
       }
     }
-    await ml.loadCursors();
+    try {
+      await ml.loadCursors();
+    } catch (err) {
+      // The new ledger is listed; the next open recovers it (empty, so it is dropped).
+      await ml.writer?.close().catch(() => undefined);
+      throw err;
+    }
     ml.log.info({ ledgers: ml.ledgers.length, lastConfirmed: ml.last, currentLedger: ml.writer?.ledgerId }, 'managed ledger opened');
     return ml;
   }
@@ -292,7 +298,7 @@ export class ManagedLedgerImpl implements ManagedLedger, CursorHost {
     if (typeof name !== 'string' || name.length === 0 || name.length > CURSOR_NAME_MAX_CHARS) {
       throw new InvalidStorageArgumentError(`cursor name must be 1..${CURSOR_NAME_MAX_CHARS} characters`);
     }
-    const existing = this.durableCursors.get(name);
+    const existing = this.deletingCursors.has(name) ? undefined : this.durableCursors.get(name);
     if (existing) return existing;
     let creating = this.creatingCursors.get(name);
     if (!creating) {
@@ -325,15 +331,23 @@ export class ManagedLedgerImpl implements ManagedLedger, CursorHost {
     return this.durableCursors.get(name);
   }
 
-  async deleteCursor(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
-    this.checkNotClosed();
-    this.checkNotFenced();
-    await this.creatingCursors.get(name)?.catch(() => undefined);
+  deleteCursor(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      this.checkNotClosed();
+      this.checkNotFenced();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const pending = this.deletingCursors.get(name);
     if (pending) return pending;
-    const cursor = this.durableCursors.get(name);
-    if (!cursor) throw new ManagedLedgerNotFoundError(`${this.name}/${name}`, 'cursor');
-    const deleting = this.deleteDurableCursor(cursor, options.signal).finally(() => this.deletingCursors.delete(name));
+    // Registered synchronously, so an openCursor() of the same name right after waits for it.
+    const creating = this.creatingCursors.get(name);
+    const deleting = (async () => {
+      await creating?.catch(() => undefined);
+      const cursor = this.durableCursors.get(name);
+      if (!cursor) throw new ManagedLedgerNotFoundError(`${this.name}/${name}`, 'cursor');
+      await this.deleteDurableCursor(cursor, options.signal);
+    })().finally(() => this.deletingCursors.delete(name));
     this.deletingCursors.set(name, deleting);
     return deleting;
   }

@@ -402,6 +402,15 @@ function checkPattern(pattern: string): string {
   return pattern;
 }
 
+/** A bundle range as the admin service writes it: `0x00000000_0x40000000`. */
+export function checkBundleRange(range: string): string {
+  const m = /^0x([0-9a-f]{8})_0x([0-9a-f]{8})$/i.exec(range);
+  if (!m || parseInt(m[1] as string, 16) >= parseInt(m[2] as string, 16)) {
+    throw new UsageError(`'${range}' is not a bundle range (like 0x00000000_0x40000000, start below end)`);
+  }
+  return range;
+}
+
 /** `tenant/namespace`, as the admin commands take it. */
 export function checkNamespace(namespace: string): string {
   if (!/^[^/\s]+\/[^/\s]+$/.test(namespace)) throw new UsageError(`'${namespace}' is not a namespace (tenant/namespace)`);

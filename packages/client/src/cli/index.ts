@@ -13,7 +13,7 @@ import {
 import { UsageError, describeError, exitCodeOf } from './errors.js';
 import type { ConsumeFlags, PerfConsumeFlags, PerfProduceFlags, ProduceFlags } from './flags.js';
 import {
-  DEFAULT_SERVICE_URL, checkNamespace, checkTopic, collect, compileConsumeOptions, compilePerfConsumeOptions,
+  DEFAULT_SERVICE_URL, checkBundleRange, checkNamespace, checkTopic, collect, compileConsumeOptions, compilePerfConsumeOptions,
   compilePerfProduceOptions, compileProduceOptions, parseInteger, parseNumber, parseServiceUrl, parseSubscriptionType,
   serviceTargets,
 } from './flags.js';
@@ -315,11 +315,11 @@ function registerAdmin(program: Command, io: CliIo, command: ReturnType<typeof c
   const range = (c: Command): Command => ns(c).argument('<range>', 'e.g. 0x00000000_0x40000000');
   leaf(bundles, 'unload', 'Unload a bundle (its owner hands it over)',
     (c) => range(c).option('-d, --destination-broker <id>', 'broker to move the bundle to'), async (api, flags, name, r) => {
-      await api.unloadBundle(checkNamespace(name as string), r as string, (flags.destinationBroker as string | undefined) ?? '');
+      await api.unloadBundle(checkNamespace(name as string), checkBundleRange(r as string), (flags.destinationBroker as string | undefined) ?? '');
       return done(`bundle ${name}/${r} unloaded`);
     });
   leaf(bundles, 'split', 'Split a bundle in two', range, async (api, _flags, name, r) => {
-    await api.splitBundle(checkNamespace(name as string), r as string);
+    await api.splitBundle(checkNamespace(name as string), checkBundleRange(r as string));
     return done(`bundle ${name}/${r} split`);
   });
 }

@@ -67,40 +67,53 @@ interface ProducerLoop {
 async function runProducerLoop(l: ProducerLoop): Promise<void> {
   const pacer = new Pacer(l.rate, performance.now());
   let outstanding = 0;
+  // One waiter at a time: woken by a send completing, by stop, or by its timeout.
   let wake: (() => void) | undefined;
+  const wakeUp = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
   const waitForCompletion = (timeoutMs: number): Promise<void> =>
-    Promise.race([new Promise<void>((r) => { wake = r; }), sleep(timeoutMs, l.stop)]);
-  let next = 0;
-  let sinceYield = 0;
-  while (!l.stop.aborted && l.budget.take()) {
-    for (let d = pacer.delayMs(performance.now()); d > 0 && !l.stop.aborted; d = pacer.delayMs(performance.now())) await sleep(d, l.stop);
-    while (outstanding >= l.maxOutstanding && !l.stop.aborted) await waitForCompletion(1000);
-    if (l.stop.aborted) break;
-    const payload = l.payloads[next++ % l.payloads.length] as Buffer;
-    const message: CliProducerMessage = { data: stampPayload(payload, wallClockMicros()) };
-    if (l.key) message.partitionKey = l.key();
-    const t0 = performance.now();
-    outstanding++;
-    l.producer.send(message).then(
-      () => l.meter.recordSend(message.data.length, (performance.now() - t0) * 1000),
-      (err: unknown) => {
-        l.meter.recordSendError();
-        l.onError(err);
-      },
-    ).finally(() => {
-      outstanding--;
-      const w = wake;
-      wake = undefined;
-      w?.();
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(wakeUp, timeoutMs);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
     });
-    if (++sinceYield >= SENDS_PER_YIELD) {
-      sinceYield = 0;
-      await yieldToIo();
+  l.stop.addEventListener('abort', wakeUp, { once: true });
+  try {
+    let next = 0;
+    let sinceYield = 0;
+    while (!l.stop.aborted && l.budget.take()) {
+      for (let d = pacer.delayMs(performance.now()); d > 0 && !l.stop.aborted; d = pacer.delayMs(performance.now())) await sleep(d, l.stop);
+      while (outstanding >= l.maxOutstanding && !l.stop.aborted) await waitForCompletion(1000);
+      if (l.stop.aborted) break;
+      const payload = l.payloads[next++ % l.payloads.length] as Buffer;
+      const message: CliProducerMessage = { data: stampPayload(payload, wallClockMicros()) };
+      if (l.key) message.partitionKey = l.key();
+      const t0 = performance.now();
+      outstanding++;
+      l.producer.send(message).then(
+        () => l.meter.recordSend(message.data.length, (performance.now() - t0) * 1000),
+        (err: unknown) => {
+          l.meter.recordSendError();
+          l.onError(err);
+        },
+      ).finally(() => {
+        outstanding--;
+        wakeUp();
+      });
+      if (++sinceYield >= SENDS_PER_YIELD) {
+        sinceYield = 0;
+        await yieldToIo();
+      }
     }
-  }
-  const deadline = performance.now() + DRAIN_TIMEOUT_MS;
-  while (outstanding > 0 && performance.now() < deadline) {
-    await Promise.race([new Promise<void>((r) => { wake = r; }), sleep(100)]);
+    const deadline = performance.now() + DRAIN_TIMEOUT_MS;
+    while (outstanding > 0 && performance.now() < deadline) await waitForCompletion(100);
+  } finally {
+    l.stop.removeEventListener('abort', wakeUp);
   }
 }
 

@@ -1,4 +1,4 @@
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { ErrorCode, StrataError, type Clock, type Logger } from '@strata/runtime';
 import { EmbeddedMetadataStore } from './embedded.js';
 import { EtcdMetadataStore } from './etcd.js';
@@ -17,7 +17,8 @@ export interface CreateMetadataStoreOptions {
 /**
  * Makes a MetadataStore from a URL:
  * - `etcd://host:port[,host:port...]` — an etcd cluster (EtcdMetadataStore);
- * - `embedded:///abs/dir` — a single-process store persisted in `dir` (EmbeddedMetadataStore).
+ * - `embedded:///abs/dir` — a single-process store persisted in `dir` (EmbeddedMetadataStore);
+ *   `embedded://./rel/dir` is relative to the working directory.
  * A malformed URL is a ConfigError-like StrataError (code CONFIG), never retried.
  */
 export async function createMetadataStore(url: string, options: CreateMetadataStoreOptions): Promise<MetadataStore> {
@@ -30,8 +31,11 @@ export async function createMetadataStore(url: string, options: CreateMetadataSt
     return new EtcdMetadataStore({ endpoints, cluster, logger: options.logger, clock: options.clock });
   }
   if (url.startsWith('embedded://')) {
-    const dir = decodeURIComponent(url.slice('embedded://'.length));
-    if (!isAbsolute(dir)) throw bad('expected embedded:///absolute/path');
+    let dir = decodeURIComponent(url.slice('embedded://'.length));
+    // `embedded://./data/metadata`: relative to the working directory, spelled so that it cannot be
+    // mistaken for a host name.
+    if (dir.startsWith('./') || dir.startsWith('../')) dir = resolve(dir);
+    if (!isAbsolute(dir)) throw bad('expected embedded:///absolute/path or embedded://./relative/path');
     return EmbeddedMetadataStore.open({ dir, logger: options.logger, clock: options.clock });
   }
   throw bad('expected etcd://host:port[,host:port] or embedded:///abs/dir');

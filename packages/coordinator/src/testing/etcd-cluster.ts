@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,7 @@ interface Member {
 }
 
 const running = new Set<ChildProcess>();
+const roots = new Set<string>();
 let exitHookInstalled = false;
 
 /**
@@ -40,7 +41,7 @@ let exitHookInstalled = false;
  * etcd.pause(0); etcd.resume(0); // SIGSTOP / SIGCONT
  * await etcd.stop();   // SIGKILL every member by pid and delete the temp dirs (call in afterAll)
  * ```
- * If the test process exits without stop(), an exit hook still SIGKILLs the members.
+ * If the test process exits without stop(), an exit hook still SIGKILLs the members and removes the dirs.
  */
 export class EtcdCluster {
   private constructor(
@@ -54,7 +55,20 @@ export class EtcdCluster {
   static async start(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
     const count = options.members ?? 1;
     if (!Number.isInteger(count) || count < 1 || count > 7) throw new RangeError(`members must be 1..7, got ${count}`);
+    // A probed free port can be taken by another process before etcd binds it: try fresh ports twice more.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await EtcdCluster.startOnce(count, options);
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(count: number, options: EtcdClusterOptions): Promise<EtcdCluster> {
     const root = await mkdtemp(join(tmpdir(), 'strata-etcd-'));
+    roots.add(root);
+    installExitHook();
     const members: Member[] = [];
     for (let i = 0; i < count; i++) {
       const name = `m${i}`;
@@ -154,6 +168,7 @@ export class EtcdCluster {
   async stop(): Promise<void> {
     await Promise.all(this.members.map((_, i) => this.kill(i)));
     await rm(this.root, { recursive: true, force: true });
+    roots.delete(this.root);
   }
 
   private member(i: number): Member {
@@ -185,7 +200,6 @@ export class EtcdCluster {
       m.process = child;
       running.add(child);
       child.once('exit', () => running.delete(child));
-      installExitHook();
     } finally {
       closeSync(fd);
     }
@@ -203,6 +217,7 @@ function installExitHook(): void {
         // already gone
       }
     }
+    for (const root of roots) rmSync(root, { recursive: true, force: true });
   });
 }
 

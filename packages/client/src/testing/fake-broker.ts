@@ -1,8 +1,8 @@
 // A hand-written fake of the broker's stream endpoints, for unit tests of one producer/consumer:
 // it records what the SDK writes and lets the test answer like a broker would.
 import { EventEmitter } from 'node:events';
-import type { ClientContext } from '../src/context.js';
-import { silentLogger } from '../src/logger.js';
+import type { ClientContext } from '../context.js';
+import { silentLogger } from '../logger.js';
 
 export class FakeStream extends EventEmitter {
   readonly written: Record<string, unknown>[] = [];
@@ -36,7 +36,7 @@ export class FakeBroker {
   autoOpen = true;
   lookups = 0;
 
-  readonly ctx: ClientContext = {
+  ctx: ClientContext = {
     pool: {
       lookup: async () => {
         this.lookups++;

@@ -1,0 +1,1 @@
+export { BundleEndedError, OwnershipManager, type OwnershipManagerOptions } from './manager.js';

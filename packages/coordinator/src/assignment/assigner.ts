@@ -1,0 +1,152 @@
+import { sleep, systemClock, type Clock, type Logger, type Random } from '@strata/runtime';
+import type { LeaderContext, LeaderDuty } from '../leader.js';
+import type { MetadataStore } from '../metadata/store.js';
+import {
+  DEFAULT_PLACEMENT_OPTIONS, DEFAULT_SHED_OPTIONS, LoadShedder, planAssignments,
+  type BrokerView, type ClusterSnapshot, type PlacementAction, type PlacementOptions, type ShedOptions,
+} from './placement.js';
+import { PrefixCache } from './prefix-cache.js';
+import {
+  ASSIGNMENTS_PREFIX, assignmentKey, BROKERS_PREFIX, namespaceBundles, namespaceOfPolicyKey, OWNERSHIP_PREFIX, parseJson,
+  POLICIES_PREFIX, type AssignmentRecord, type BrokerRegistration, type BundlePolicy, type OwnershipRecord,
+} from './protocol.js';
+
+export interface BundleAssignerOptions {
+  clock?: Clock;
+  random: Random;
+  /** Bundles of a namespace whose policies do not say (the broker's defaultBundles). */
+  defaultBundles?: number;
+  /** Re-evaluates at least this often (timeouts, load shedding), besides on every change. */
+  tickMs?: number;
+  placement?: Partial<PlacementOptions>;
+  /** Load shedding; `false` turns it off. */
+  shedding?: Partial<ShedOptions> | false;
+  /** Called after each round (tests and metrics). */
+  onRound?(actions: readonly PlacementAction[]): void;
+}
+
+/**
+ * The leader's bundle assignment duty. While leading it keeps caches of `brokers/`, `ownership/`,
+ * `assignments/` and `admin/policies/` and, on every change and every tick, writes an assignment for
+ * each bundle nobody owns (to the least loaded live broker; at once when an owner's session ends),
+ * and at most one load-shedding move per cooldown. Writes are compare-and-swaps on the assignment's
+ * version, so a concurrent admin unload or a stale view loses rather than overwrites.
+ * Safety does not depend on this duty: an assignment is only a wish; ownership is taken by the broker
+ * with create-if-absent on its own session (decision 0060).
+ */
+export class BundleAssigner implements LeaderDuty {
+  readonly name = 'bundle-assigner';
+  private readonly clock: Clock;
+  private readonly placement: PlacementOptions;
+  private readonly shedOptions: ShedOptions | undefined;
+
+  constructor(private readonly options: BundleAssignerOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.placement = { ...DEFAULT_PLACEMENT_OPTIONS, ...options.placement };
+    this.shedOptions = options.shedding === false ? undefined : { ...DEFAULT_SHED_OPTIONS, ...options.shedding };
+  }
+
+  async run(context: LeaderContext): Promise<void> {
+    const { store, signal } = context;
+    const logger = context.logger.child({ component: 'bundle-assigner' });
+    let wake: (() => void) | undefined;
+    let dirty = true;
+    const poke = () => {
+      dirty = true;
+      wake?.();
+    };
+    const caches = {
+      brokers: new PrefixCache<BrokerRegistration>({ store, prefix: BROKERS_PREFIX, logger, decode: (v) => parseJson(v), onChange: poke }),
+      owners: new PrefixCache<OwnershipRecord>({ store, prefix: OWNERSHIP_PREFIX, logger, decode: (v) => parseJson(v), onChange: poke }),
+      assignments: new PrefixCache<AssignmentRecord>({ store, prefix: ASSIGNMENTS_PREFIX, logger, decode: (v) => parseJson(v), onChange: poke }),
+      policies: new PrefixCache<BundlePolicy>({ store, prefix: POLICIES_PREFIX, logger, decode: (v) => parseJson(v), onChange: poke }),
+    };
+    const shedder = this.shedOptions ? new LoadShedder(this.shedOptions, this.options.random) : undefined;
+    const tickMs = this.options.tickMs ?? 1_000;
+    try {
+      await Promise.all(Object.values(caches).map((c) => c.start()));
+      logger.info('bundle assignment started');
+      while (!signal.aborted) {
+        if (dirty) {
+          dirty = false;
+          const snapshot = this.snapshot(caches, logger);
+          shedder?.observe(snapshot.brokers);
+          const actions = planAssignments(snapshot, this.placement, this.options.random);
+          const shed = actions.length === 0 ? shedder?.plan(snapshot, this.placement) : undefined;
+          if (shed) actions.push(shed);
+          await this.execute(store, actions, caches.brokers, logger, signal);
+          this.options.onRound?.(actions);
+        }
+        if (dirty) continue;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            dirty = true;
+            resolve();
+          }, tickMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          signal.addEventListener('abort', wake, { once: true });
+        });
+        wake = undefined;
+      }
+    } finally {
+      await Promise.all(Object.values(caches).map((c) => c.close()));
+      logger.info('bundle assignment stopped');
+    }
+  }
+
+  private snapshot(
+    caches: { brokers: PrefixCache<BrokerRegistration>; owners: PrefixCache<OwnershipRecord>; assignments: PrefixCache<AssignmentRecord>; policies: PrefixCache<BundlePolicy> },
+    logger: Logger,
+  ): ClusterSnapshot {
+    const brokers = new Map<string, BrokerView>();
+    for (const e of caches.brokers.values()) {
+      const id = e.key.slice(BROKERS_PREFIX.length);
+      brokers.set(id, { id, url: e.value.url, draining: e.value.draining === true, load: e.value.load });
+    }
+    const bundles: string[] = [];
+    for (const e of caches.policies.values()) {
+      const ns = namespaceOfPolicyKey(e.key);
+      if (!ns) continue;
+      try {
+        for (const b of namespaceBundles(ns, e.value, this.options.defaultBundles ?? 4)) bundles.push(b.id);
+      } catch (err) {
+        logger.warn({ err, namespace: ns }, 'namespace has malformed bundle policies; not assigning it');
+      }
+    }
+    const owners = new Map<string, string>();
+    for (const e of caches.owners.values()) owners.set(e.key.slice(OWNERSHIP_PREFIX.length), e.value.brokerId);
+    const assignments = new Map<string, { brokerId: string; atMs: number; version: number }>();
+    for (const e of caches.assignments.values()) {
+      assignments.set(e.key.slice(ASSIGNMENTS_PREFIX.length), { brokerId: e.value.brokerId, atMs: e.value.atMs, version: e.version });
+    }
+    return { now: this.clock.now(), bundles, brokers, owners, assignments };
+  }
+
+  private async execute(
+    store: MetadataStore, actions: readonly PlacementAction[], brokers: PrefixCache<BrokerRegistration>, logger: Logger, signal: AbortSignal,
+  ): Promise<void> {
+    for (const a of actions) {
+      if (signal.aborted) return;
+      try {
+        if (a.kind === 'assign') {
+          const url = brokers.get(`${BROKERS_PREFIX}${a.brokerId}`)?.value.url ?? '';
+          const record: AssignmentRecord = { brokerId: a.brokerId, url, atMs: this.clock.now(), reason: a.reason };
+          await store.put(assignmentKey(a.bundle), JSON.stringify(record), { expectedVersion: a.expectedVersion, signal });
+          logger.info({ bundle: a.bundle, brokerId: a.brokerId, reason: a.reason }, 'bundle assigned');
+        } else {
+          await store.delete(assignmentKey(a.bundle), { expectedVersion: a.expectedVersion, signal });
+          logger.info({ bundle: a.bundle }, 'assignment of a bundle that no longer exists removed');
+        }
+      } catch (err) {
+        // A lost CAS means our view was stale: the cache brings the change and the next round decides again.
+        if ((err as { code?: string }).code === 'BAD_VERSION') continue;
+        if (signal.aborted) return;
+        logger.warn({ err, bundle: a.bundle }, 'assignment write failed; retrying next round');
+        await sleep(200, signal).catch(() => undefined);
+      }
+    }
+  }
+}
