@@ -3,7 +3,8 @@
 // to both bookies over their raw AddEntries streams; an add counts once both acknowledged it).
 // Beside it, in the same run, the disk's own fdatasync rate (1 KB appends) and sequential write MB/s.
 //
-//   npm run build && node scripts/bench-bookie.mjs [--seconds 8] [--sizes 1024,65536] [--json]
+//   npm run build && node scripts/bench-bookie.mjs [--seconds 8] [--sizes 1024,65536] [--paced-rate N]
+//                                                [--group-wait-ms 1] [--json]
 //
 // Prints adds/s, MB/s and add latency p50/p99/p99.9 per entry size, a paced 1 KB run at half the
 // measured rate, and the disk baseline. Results are recorded in docs/benchmarks.md ("Bookie").
@@ -26,6 +27,8 @@ const { values: flags } = parseArgs({
     sizes: { type: 'string', default: '1024,65536' },
     json: { type: 'boolean', default: false },
     'group-wait-ms': { type: 'string', default: '1' },
+    /** Rate of the paced 1 KB run; default half the closed-loop 1 KB rate. */
+    'paced-rate': { type: 'string', default: '' },
   },
 });
 const SECONDS = Number(flags.seconds);
@@ -166,7 +169,7 @@ async function run(streams, pids, ledgerId, size, { seconds, window, rate }) {
   const crc = crc32c(payload);
   const hist = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
   let entryId = 0;
-  let acked = 0;
+
   let inFlight = 0;
   let requestId = 1;
   let lac = -1;
@@ -182,7 +185,7 @@ async function run(streams, pids, ledgerId, size, { seconds, window, rate }) {
     const done = () => {
       if (--pending > 0) return;
       inFlight--;
-      acked++;
+
       if (e > lac) lac = e;
       const now = performance.now();
       if (scheduledAt >= warmupEnd && now <= end) {
@@ -264,7 +267,7 @@ async function main() {
     }
     const small = results.find((r) => r.size === 1024);
     if (small) {
-      const rate = Math.max(100, Math.round(small.addsPerSec / 2));
+      const rate = flags['paced-rate'] ? Number(flags['paced-rate']) : Math.max(100, Math.round(small.addsPerSec / 2));
       results.push(await run(streams, pids, ledgerId++, 1024, { seconds: SECONDS, rate }));
     }
     for (const s of streams) s.close();

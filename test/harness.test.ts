@@ -7,7 +7,7 @@ describe('History checker', () => {
     const h = new History();
     for (let i = 0; i < 3; i++) h.acknowledged(h.sending('p', i));
     for (let i = 0; i < 3; i++) h.receivedBy('c', `p:${i}`);
-    expect(h.check()).toEqual({ acknowledged: 3, delivered: 3, lost: [], duplicates: [], reordered: [], phantom: [] });
+    expect(h.check()).toEqual({ acknowledged: 3, delivered: 3, lost: [], duplicates: [], reordered: [], phantom: [], storedTwice: [] });
   });
 
   it('finds lost, duplicated, reordered and phantom messages', () => {
@@ -24,5 +24,19 @@ describe('History checker', () => {
     expect(report.duplicates).toEqual(['p:2']);
     expect(report.reordered).toEqual(['p:1 after p:2 on c']);
     expect(report.phantom).toEqual(['q:9']);
+    expect(report.storedTwice).toEqual([]);
+  });
+
+  it('tells a redelivery (same message id) from a message stored twice (two ids)', () => {
+    const h = new History();
+    for (let i = 0; i < 2; i++) h.acknowledged(h.sending('p', i));
+    h.receivedBy('c', 'p:0', '(1,0,-1,-1)');
+    h.receivedBy('c', 'p:0', '(1,0,-1,-1)'); // redelivered after a crash: allowed
+    h.receivedBy('c', 'p:1', '(1,1,-1,-1)');
+    h.receivedBy('c', 'p:1', '(1,2,-1,-1)'); // a resend stored again: not allowed with dedup on
+    const report = h.check();
+    expect(report.duplicates).toEqual(['p:0', 'p:1']);
+    expect(report.storedTwice).toEqual(['p:1']);
+    expect(h.missing()).toBe(0);
   });
 });

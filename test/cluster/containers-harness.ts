@@ -1,7 +1,8 @@
 /**
  * A Strata cluster of containers (testcontainers) from the locally built images (scripts/build-image.sh):
  * etcd members, bookies, brokers and coordinators on one user-defined Docker network, each reachable
- * in the network by a stable alias (etcd-0, bookie-1, broker-0, coordinator-0). Brokers and bookies
+ * in the network by a stable alias (etcd-0, bookie-1, broker-0, coordinator-0) and by its role's name
+ * (broker: every running broker, as the Kubernetes Service would answer). Brokers and bookies
  * advertise their alias, so clients run inside the network: `cluster.cli(...)` runs the strata CLI in a
  * toolbox container there, and deploy/k8s/drills/drill.sh --platform docker runs the failover drills
  * against the same network (DOCKER_NETWORK = cluster.networkName).
@@ -59,7 +60,7 @@ export interface ContainerCluster extends EtcdCluster {
   readonly bookies: StartedTestContainer[];
   readonly brokers: StartedTestContainer[];
   readonly coordinators: StartedTestContainer[];
-  /** `pulsar://broker-0:6650,broker-1:6650`, for clients inside the network. */
+  /** `pulsar://broker:6650` (every running broker, like the Kubernetes Service), for clients inside the network. */
   readonly serviceUrl: string;
   /** Runs `strata ARGS...` in the toolbox container, inside the network. */
   cli(args: string[], options?: { timeoutMs?: number }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
@@ -129,7 +130,9 @@ function roleContainer(id: string, network: StartedNetwork, role: 'broker' | 'bo
   return new GenericContainer(STRATA_IMAGE)
     .withName(`${id}-${name}`)
     .withNetwork(network)
-    .withNetworkAliases(name)
+    // The role's name as a shared alias stands in for the Kubernetes Service: Docker's DNS answers it
+    // with every running container of the role (a stopped one drops out).
+    .withNetworkAliases(name, role)
     .withLabels(labels(id, role))
     .withCommand([role])
     // Environment, not flags: a variable a role's spec lacks is ignored, a flag would be refused.
@@ -195,7 +198,7 @@ export async function startContainerCluster(options: ContainerClusterOptions = {
       .withCommand(['-e', 'setInterval(() => {}, 1 << 30)'])
       .start();
     started.push(toolbox);
-    const serviceUrl = `pulsar://${brokers.map((_, i) => `broker-${i}:${PORTS.broker.grpc}`).join(',')}`;
+    const serviceUrl = `pulsar://broker:${PORTS.broker.grpc}`;
     return {
       id,
       cluster,

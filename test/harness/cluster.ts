@@ -7,6 +7,8 @@ export interface ClusterNode {
   readonly index: number;
   /** host:port of its gRPC server. */
   readonly address: string;
+  /** http://host:port of its /metrics, /healthz and /readyz. */
+  readonly httpUrl: string;
   readonly running: boolean;
   /** kill -9 */
   kill(): Promise<void>;
@@ -19,6 +21,16 @@ export interface ClusterNode {
   stop(): Promise<void>;
 }
 
+/** One etcd member: its loss (kill -9) and return are faults too. */
+export interface EtcdMemberNode {
+  readonly index: number;
+  readonly running: boolean;
+  /** kill -9 */
+  kill(): Promise<void>;
+  /** Starts it again on the same data dir and ports; resolves when it is healthy. */
+  restart(): Promise<void>;
+}
+
 export interface Cluster {
   /** pulsar://host:port of a broker. */
   readonly serviceUrl: string;
@@ -26,5 +38,6 @@ export interface Cluster {
   readonly brokers: readonly ClusterNode[];
   readonly bookies: readonly ClusterNode[];
   readonly coordinators: readonly ClusterNode[];
+  readonly etcdMembers: readonly EtcdMemberNode[];
   stop(): Promise<void>;
 }

@@ -17,6 +17,12 @@ export interface HistoryReport {
   reordered: string[];
   /** Delivered but never sent: must be empty (would mean corruption). */
   phantom: string[];
+  /**
+   * Delivered under two or more message ids: stored twice (a producer's resend the broker did not
+   * deduplicate), as opposed to a redelivery of one stored message. Must be empty with dedup on.
+   * Only messages received with an id are counted.
+   */
+  storedTwice: string[];
 }
 
 export class History {
@@ -26,6 +32,8 @@ export class History {
   private readonly reorders: string[] = [];
   /** Highest sequence seen per (consumer stream, producer). */
   private readonly highest = new Map<string, number>();
+  /** Distinct message ids each payload was delivered under. */
+  private readonly ids = new Map<string, Set<string>>();
 
   static key(producer: string, seq: number): string {
     return `${producer}:${seq}`;
@@ -46,9 +54,15 @@ export class History {
   /**
    * Call for each message a consumer receives. `stream` names one ordered delivery stream (a consumer
    * of an Exclusive or Failover subscription, or a key on Key_Shared); order is checked within it,
-   * allowing a redelivery to go back (a message already received may come again).
+   * allowing a redelivery to go back (a message already received may come again). `messageId` (its
+   * string form) tells a redelivery from a second stored copy.
    */
-  receivedBy(stream: string, payload: string): void {
+  receivedBy(stream: string, payload: string, messageId?: string): void {
+    if (messageId !== undefined) {
+      const seen = this.ids.get(payload) ?? new Set<string>();
+      seen.add(messageId);
+      this.ids.set(payload, seen);
+    }
     const match = /^(.*):(\d+)$/.exec(payload);
     if (!match) {
       this.received.set(payload, (this.received.get(payload) ?? 0) + 1);
@@ -64,10 +78,18 @@ export class History {
     if (seq > highest) this.highest.set(orderKey, seq);
   }
 
+  /** Acknowledged to a producer and not yet delivered (cheap enough to poll while draining). */
+  missing(): number {
+    let n = 0;
+    for (const k of this.acked) if (!this.received.has(k)) n++;
+    return n;
+  }
+
   check(): HistoryReport {
     const lost = [...this.acked].filter((k) => !this.received.has(k));
     const duplicates = [...this.received].filter(([, n]) => n > 1).map(([k]) => k);
     const phantom = [...this.received.keys()].filter((k) => !this.sent.has(k));
-    return { acknowledged: this.acked.size, delivered: this.received.size, lost, duplicates, reordered: [...this.reorders], phantom };
+    const storedTwice = [...this.ids].filter(([, s]) => s.size > 1).map(([k]) => k);
+    return { acknowledged: this.acked.size, delivered: this.received.size, lost, duplicates, reordered: [...this.reorders], phantom, storedTwice };
   }
 }

@@ -16,7 +16,8 @@
 # TRACER_RATE (numbered msg/s), LOAD_SECONDS, SETTLE_SECONDS (load before the fault),
 # PROBE_TIMEOUT_SECONDS, RECOVERY_TIMEOUT_SECONDS, VERIFY_SECONDS (reading back), REPORT (a file to
 # append the JSON report to). The report: recoveryMs (from the start of the fault to the first send
-# acknowledged after the fault step returned: for a rolling restart or a drain it includes the step),
+# acknowledged after the fault step returned: for a rolling restart or a drain it includes the step;
+# baselineProbeMs is what one probe takes before the fault, CLI start included),
 # the perf load's acknowledged sends, errors, longest publish latency and seconds without any
 # acknowledged send, and the tracer's acknowledged, lost and duplicated messages.
 
@@ -124,7 +125,7 @@ wait_recovered() {
   local since=$1 deadline=$(($(now_ms) + RECOVERY_TIMEOUT_SECONDS * 1000)) n=0
   while [ "$(now_ms)" -lt "$deadline" ]; do
     n=$((n + 1))
-    if CLI_TIMEOUT=$PROBE_TIMEOUT_SECONDS strata produce "$TOPIC" -m "drill-probe-$n" >/dev/null 2>&1; then
+    if CLI_TIMEOUT=$PROBE_TIMEOUT_SECONDS strata produce "$TOPIC" -m "drill-probe-$n" >/dev/null 2>>"$WORK_DIR/probes.err"; then
       echo "$(($(now_ms) - since))"
       return 0
     fi
@@ -157,11 +158,14 @@ compare_tracer() {
 
 # run_drill NAME FAULT_FUNCTION
 run_drill() {
-  local name=$1 fault=$2 t0 recovery_ms target summary perf_acked perf_errors max_latency stalled acked lost dups first report
+  local name=$1 fault=$2 t0 baseline_ms recovery_ms target summary perf_acked perf_errors max_latency stalled acked lost dups first report
   platform_setup
   trap 'platform_undrain || true; platform_teardown || true' EXIT
   start_load
   sleep "$SETTLE_SECONDS"
+  # What one probe costs with nothing wrong (a CLI process: start, lookup, connect, send).
+  t0=$(now_ms)
+  baseline_ms=$(wait_recovered "$t0") || baseline_ms=-1
   t0=$(now_ms)
   target=$("$fault")
   if recovery_ms=$(wait_recovered "$t0"); then
@@ -179,8 +183,8 @@ run_drill() {
   stalled=$(parse_perf_stalled_seconds <"$WORK_DIR/load.jsonl")
   acked=$(tracer_acked)
   read -r lost dups first < <(read_back_tracer | compare_tracer "$acked")
-  report=$(printf '{"drill":"%s","id":"%s","topic":"%s","target":"%s","recoveryMs":%s,"perfAcknowledged":%s,"perfSendErrors":%s,"perfMaxLatencyMs":%s,"perfStalledSeconds":%s,"tracerAcknowledged":%s,"tracerLost":%s,"tracerDuplicates":%s,"firstLost":"%s"}' \
-    "$name" "$DRILL_ID" "$TOPIC" "$target" "$recovery_ms" "$perf_acked" "$perf_errors" "${max_latency:--1}" "$stalled" "$acked" "$lost" "$dups" "$first")
+  report=$(printf '{"drill":"%s","id":"%s","topic":"%s","target":"%s","recoveryMs":%s,"baselineProbeMs":%s,"perfAcknowledged":%s,"perfSendErrors":%s,"perfMaxLatencyMs":%s,"perfStalledSeconds":%s,"tracerAcknowledged":%s,"tracerLost":%s,"tracerDuplicates":%s,"firstLost":"%s"}' \
+    "$name" "$DRILL_ID" "$TOPIC" "$target" "$recovery_ms" "$baseline_ms" "$perf_acked" "$perf_errors" "${max_latency:--1}" "$stalled" "$acked" "$lost" "$dups" "$first")
   echo "$report"
   [ -z "${REPORT:-}" ] || echo "$report" >>"$REPORT"
   [ "$recovery_ms" -ge 0 ] && [ "$lost" -eq 0 ] && [ "$acked" -gt 0 ]

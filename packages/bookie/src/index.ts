@@ -21,3 +21,4 @@ export type { RegistrationValue } from './server/registration.js';
 export {
   AutoRecovery, UNDERREPLICATED_PREFIX, type AutoRecoveryDeps, type AutoRecoveryOptions, type PassResult, type UnderreplicatedMarker,
 } from './recovery/auto-recovery.js';
+export { autoRecoveryConfigSpec, autoRecoveryDuty } from './recovery/duty.js';

@@ -85,6 +85,8 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
       metrics.groupRecords.observe(records);
       metrics.fsyncLatency.observe(ms / 1000);
     },
+    // Not ready any more: adds fail with UNAVAILABLE until an operator (or the orchestrator) restarts it.
+    onFailure: () => host.setReady(false, 'journal failed; restart to replay'),
   });
   const storage = new SegmentLedgerStorage({
     dir: dataDir, segmentMaxBytes: config.segmentMaxBytes, segmentMaxEntries: config.segmentMaxEntries,
@@ -107,6 +109,7 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
       metrics.readOnly.set(readOnly ? 1 : 0);
       void registration?.update();
     },
+    onStats: (stats) => metrics.diskUsage.set(stats.usage),
   });
   const service = new BookieService({
     store, metrics, logger, streamMaxInFlightAdds: config.streamMaxInFlightAdds, maxInFlightBytes: config.maxInFlightBytes,
@@ -124,10 +127,7 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
     { name: 'storage', start: () => store.start(), stop: () => store.stop() },
     {
       name: 'disk-monitor',
-      start: async () => {
-        await disk.start();
-        metrics.diskUsage.set(disk.last.usage);
-      },
+      start: () => disk.start(),
       stop: async () => disk.stop(),
     },
     {

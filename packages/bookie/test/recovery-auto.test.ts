@@ -167,4 +167,24 @@ describe('AutoRecovery', () => {
     expect(md.ensembles[0]!.bookies).toContain(spare);
     assertFullyReplicated(md, 29);
   });
+
+  it('replaces two lost bookies of one ensemble with two distinct bookies', async () => {
+    await addBookies('b1', 'b2', 'b3', 'b4', 'b5');
+    const w = await client(1).createLedger({ ensembleSize: 3, writeQuorum: 3, ackQuorum: 2 });
+    for (let i = 0; i < 25; i++) await w.append(payload(i));
+    await w.close();
+    const [l1, l2] = w.metadata.ensembles[0]!.bookies as [string, string, string];
+    await loseBookie(l1);
+    await loseBookie(l2);
+    const ar = autoRecovery(5);
+    await ar.runOnce();
+    now += 20_000;
+    expect((await ar.runOnce()).replicated).toEqual([w.ledgerId]);
+    const md = await client(6).getMetadata(w.ledgerId);
+    const ensemble = md.ensembles[0]!.bookies;
+    expect(new Set(ensemble).size).toBe(3);
+    expect(ensemble).not.toContain(l1);
+    expect(ensemble).not.toContain(l2);
+    assertFullyReplicated(md, 24);
+  });
 });

@@ -1,4 +1,5 @@
 // FileJournal on a real temp dir: group commit, ordering, replay, torn-tail cut, trim.
+import { crc32c } from '@node-rs/crc32';
 import { appendFile, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,9 +31,10 @@ function makeJournal(dir: string, opts: Partial<{ groupWaitMs: number; maxGroupB
   return { j, syncs };
 }
 
-const add = (e: number, size = 100): JournalRecord => ({
-  type: 'add', ledgerId: 5, entryId: e, lastAddConfirmed: e - 1, crc32c: 0, payload: Buffer.alloc(size, e % 256),
-});
+const add = (e: number, size = 100): JournalRecord => {
+  const payload = Buffer.alloc(size, e % 256);
+  return { type: 'add', ledgerId: 5, entryId: e, lastAddConfirmed: e - 1, crc32c: crc32c(payload), payload };
+};
 
 async function replayAll(dir: string, from: JournalPosition = JOURNAL_START) {
   const { j } = makeJournal(dir);
@@ -95,6 +97,21 @@ describe('FileJournal', () => {
     expect(records).toHaveLength(10);
     expect(stats.cut).toHaveLength(1);
     expect((await stat(file)).size).toBe(end.offset);
+  });
+
+  it('cuts at a record whose payload does not match its CRC32C', async () => {
+    const dir = await tempDir();
+    const { j } = makeJournal(dir);
+    await j.open(JOURNAL_START, () => undefined);
+    const good = await j.append(add(0));
+    const bad = add(1);
+    if (bad.type === 'add') bad.crc32c = (bad.crc32c + 1) >>> 0;
+    await j.append(bad);
+    await j.append(add(2));
+    await j.close();
+    const { records, stats } = await replayAll(dir);
+    expect(records).toHaveLength(1);
+    expect(stats.cut[0]).toMatchObject({ offset: good.offset, reason: 'payload CRC32C mismatch' });
   });
 
   it('trims only whole files before the position, never the open one', async () => {

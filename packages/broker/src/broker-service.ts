@@ -127,6 +127,22 @@ export class BrokerService {
     }
   }
 
+  /**
+   * Unloads the loaded topics `filter` selects (e.g. those of a bundle being released): their streams
+   * get Closed with `redirectBrokerUrl` when given, storage is closed (not deleted). Returns how many.
+   * The ownership layer calls this before releasing a bundle, so clients reconnect without a lookup.
+   */
+  async unloadTopics(filter: (topic: TopicName) => boolean, options: { reason: string; redirectBrokerUrl?: string }): Promise<number> {
+    const chosen = [...this.topics.entries()].filter(([key]) => filter(TopicName.parse(key)));
+    await Promise.all(chosen.map(async ([key, p]) => {
+      if (this.topics.get(key) === p) this.topics.delete(key);
+      const t = await p.catch(() => undefined);
+      await t?.close(options.reason, { redirectBrokerUrl: options.redirectBrokerUrl });
+    }));
+    if (chosen.length > 0) this.logger.info({ topics: chosen.length, reason: options.reason }, 'topics unloaded');
+    return chosen.length;
+  }
+
   /** Closes every loaded topic (their streams get Closed). */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -23,6 +23,7 @@ type Call = grpc.ServerDuplexStream<ConsumerCommand__Output, ConsumerEvent>;
 const TYPES: ReadonlySet<string> = new Set(['EXCLUSIVE_SUB', 'SHARED_SUB', 'FAILOVER_SUB', 'KEY_SHARED_SUB']);
 let consumerSeq = 0;
 const MAX_QUEUED_COMMANDS = 1000;
+const DELIVERY_MAX_BYTES = 1024 * 1024;
 /** No "/" (the name is a metadata key segment) and no control characters. */
 const SUBSCRIPTION_NAME = /^[^/\u0000-\u001f\u007f]+$/;
 
@@ -76,9 +77,9 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
     sub = undefined;
   };
 
-  const finish = (closedReason?: string) => {
+  const finish = (closedReason?: string, redirectBrokerUrl = '') => {
     if (ended) return;
-    if (closedReason !== undefined) write({ closed: { reason: closedReason, redirectBrokerUrl: '' } });
+    if (closedReason !== undefined) write({ closed: { reason: closedReason, redirectBrokerUrl } });
     ended = true;
     detach();
     try {
@@ -127,16 +128,32 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
         startMessageId: s.startMessageId ? toTarget(s.startMessageId) : undefined,
         startInclusive: s.startInclusive, stickyRanges: sticky, nackDelayMs: s.negativeAckRedeliveryDelayMs,
         sink: {
-          deliver: (entries: readonly DispatchEntry[]) => write({
-            delivery: {
-              entries: entries.map((e) => ({
-                messageId: { ledgerId: e.position.ledgerId, entryId: e.position.entryId, batchIndex: -1, partition: t.name.partitionIndex },
-                redeliveryCount: e.redeliveryCount, envelope: e.envelope,
-              })),
-            },
-          }),
+          deliver: (entries: readonly DispatchEntry[]) => {
+            // One stream message carries entries up to DELIVERY_MAX_BYTES (always at least one), so a
+            // delivery never exceeds the gRPC message limit (max message size + 1 MiB).
+            let chunk: DispatchEntry[] = [];
+            let bytes = 0;
+            const send = () => write({
+              delivery: {
+                entries: chunk.map((e) => ({
+                  messageId: { ledgerId: e.position.ledgerId, entryId: e.position.entryId, batchIndex: -1, partition: t.name.partitionIndex },
+                  redeliveryCount: e.redeliveryCount, envelope: e.envelope,
+                })),
+              },
+            });
+            for (const e of entries) {
+              if (chunk.length > 0 && bytes + e.size > DELIVERY_MAX_BYTES) {
+                send();
+                chunk = [];
+                bytes = 0;
+              }
+              chunk.push(e);
+              bytes += e.size;
+            }
+            if (chunk.length > 0) send();
+          },
           activeChange: (isActive) => write({ activeConsumerChange: { isActive } }),
-          closed: (reason) => finish(reason),
+          closed: (reason, redirect) => finish(reason, redirect),
         },
       });
       if (ended) {

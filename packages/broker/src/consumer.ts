@@ -19,8 +19,8 @@ export interface DispatchEntry {
 export interface ConsumerSink {
   deliver(entries: readonly DispatchEntry[]): void;
   activeChange(isActive: boolean): void;
-  /** The broker ends the consumer (topic unloading, deleted, subscription removed). */
-  closed(reason: string): void;
+  /** The broker ends the consumer (topic unloading, deleted, subscription removed), naming the new owner when known. */
+  closed(reason: string, redirectBrokerUrl?: string): void;
 }
 
 export interface ConsumerOptions {

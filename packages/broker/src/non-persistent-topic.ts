@@ -217,12 +217,12 @@ export class NonPersistentTopic implements Topic {
     };
   }
 
-  async close(reason: string): Promise<void> {
+  async close(reason: string, options: { redirectBrokerUrl?: string } = {}): Promise<void> {
     if (this.closer.signal.aborted) return;
     this.closer.abort(new ServiceNotReadyError(`topic ${this.name} closed: ${reason}`));
-    for (const p of this.producers) p.sink.closed(reason);
+    for (const p of this.producers) p.sink.closed(reason, options.redirectBrokerUrl);
     this.producers.clear();
-    for (const s of this.subscriptions.values()) for (const c of s.consumers) c.sink.closed(reason);
+    for (const s of this.subscriptions.values()) for (const c of s.consumers) c.sink.closed(reason, options.redirectBrokerUrl);
     this.subscriptions.clear();
   }
 

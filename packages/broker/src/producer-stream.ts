@@ -109,9 +109,9 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
     }
   };
 
-  const finish = (closedReason?: string) => {
+  const finish = (closedReason?: string, redirectBrokerUrl = '') => {
     if (ended) return;
-    if (closedReason !== undefined) write({ closed: { reason: closedReason, redirectBrokerUrl: '' } });
+    if (closedReason !== undefined) write({ closed: { reason: closedReason, redirectBrokerUrl } });
     ended = true;
     cleanup();
     try {
@@ -239,7 +239,7 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
       const t = await ctx.service.getTopic(name, { create: true });
       const attach = () => t.addProducer({
         name: open.producerName, accessMode: open.accessMode as AccessMode, address: call.getPeer(),
-        sink: { closed: (reason) => finish(reason) },
+        sink: { closed: (reason, redirect) => finish(reason, redirect) },
       });
       let p: Producer;
       if (open.accessMode === 'WAIT_FOR_EXCLUSIVE') {

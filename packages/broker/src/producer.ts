@@ -5,7 +5,8 @@ export type AccessMode = Exclude<ProducerAccessMode, number>;
 
 /** Where the broker tells a producer's stream that the topic closed it. */
 export interface ProducerSink {
-  closed(reason: string): void;
+  /** The topic ends the producer; `redirectBrokerUrl` names the new owner when known. */
+  closed(reason: string, redirectBrokerUrl?: string): void;
 }
 
 /** A producer attached to a topic. Owned by its topic. */

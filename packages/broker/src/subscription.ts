@@ -42,7 +42,7 @@ const key = positionToString;
  * read new entries from the cursor (bounded by the consumers' permits and readAheadEntries), then hand
  * buffered entries to consumers in position order according to the subscription type:
  * - Exclusive / Failover: the active consumer only (Failover: lowest priority level, then name).
- * - Shared: round-robin over consumers that have permits.
+ * - Shared: round-robin over consumers that have permits, lowest priority level first.
  * - Key_Shared: the consumer owning the entry's key hash (AUTO_SPLIT consistent hashing or STICKY
  *   ranges); an entry of a hash whose earlier entries are still unacked at another consumer waits
  *   until those are acked or handed back, so per-key order holds while consumers join and leave. Only
@@ -72,6 +72,7 @@ export class Subscription {
   private ring: Array<{ point: number; consumer: Consumer }> = [];
   private rrIndex = 0;
   private running = false;
+  private seeking = false;
   private again = false;
   private waiting = false;
   private closed = false;
@@ -192,26 +193,32 @@ export class Subscription {
    * what comes next. Consumers keep their streams; a client drops what it buffered before the answer.
    */
   async seek(target: Position | InitialPosition): Promise<void> {
-    await this.waitIdle();
-    this.buffer = [];
-    this.redeliver.clear();
-    this.redeliveryCounts.clear();
-    this.nacked.clear();
-    this.hashHolders.clear();
-    this.parked.clear();
-    this.parkedCount = 0;
-    for (const c of this.consumers) c.pending.clear();
-    await this.cursor.resetTo(target);
+    // No dispatch pass may run between forgetting the old state and the cursor reset.
+    this.seeking = true;
+    try {
+      await this.waitIdle();
+      this.buffer = [];
+      this.redeliver.clear();
+      this.redeliveryCounts.clear();
+      this.nacked.clear();
+      this.hashHolders.clear();
+      this.parked.clear();
+      this.parkedCount = 0;
+      for (const c of this.consumers) c.pending.clear();
+      await this.cursor.resetTo(target);
+    } finally {
+      this.seeking = false;
+    }
     this.schedule();
   }
 
   /** Stops dispatching; consumers get `closed(reason)`. Closes (never deletes) the cursor unless told not to. */
-  async close(reason: string, options: { closeCursor?: boolean } = {}): Promise<void> {
+  async close(reason: string, options: { closeCursor?: boolean; redirectBrokerUrl?: string } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort(new Error(reason));
     if (this.nackTimer) clearTimeout(this.nackTimer);
-    for (const c of [...this.consumers]) c.sink.closed(reason);
+    for (const c of [...this.consumers]) c.sink.closed(reason, options.redirectBrokerUrl);
     this.consumers.length = 0;
     await this.waitIdle();
     if (options.closeCursor === false) return;
@@ -226,7 +233,7 @@ export class Subscription {
 
   /** Requests a dispatch pass; passes never overlap. */
   schedule(): void {
-    if (this.closed) return;
+    if (this.closed || this.seeking) return;
     if (this.running) {
       this.again = true;
       return;
@@ -251,7 +258,7 @@ export class Subscription {
   }
 
   private async dispatchLoop(): Promise<void> {
-    for (let pass = 0; !this.closed; pass++) {
+    for (let pass = 0; !this.closed && !this.seeking; pass++) {
       if (pass === 100) {
         // Yield to I/O on a long run; the next pass continues from where this one stopped.
         setImmediate(() => this.schedule());
@@ -416,10 +423,13 @@ export class Subscription {
         return active && active.permits > 0 ? active : undefined;
       }
       case 'SHARED_SUB': {
+        // Round-robin among the consumers of the best (lowest) priority level that have permits.
+        let best = Infinity;
+        for (const c of this.consumers) if (c.permits > 0 && c.priority < best) best = c.priority;
         const n = this.consumers.length;
         for (let i = 0; i < n; i++) {
           const c = this.consumers[(this.rrIndex + i) % n] as Consumer;
-          if (c.permits > 0) {
+          if (c.permits > 0 && c.priority === best) {
             this.rrIndex = (this.rrIndex + i + 1) % n;
             return c;
           }

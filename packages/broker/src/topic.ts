@@ -78,7 +78,8 @@ export interface Topic {
   lastMessageId(): MessageId;
   hasClients(): boolean;
   stats(ownerUrl: string): TopicStats;
-  close(reason: string): Promise<void>;
+  /** Closes producers and consumers (their streams get Closed, with the new owner when given) and releases storage. Idempotent. */
+  close(reason: string, options?: { redirectBrokerUrl?: string }): Promise<void>;
   /** Deletes the topic's data (persistent) after closing it. */
   delete(): Promise<void>;
 }
@@ -312,8 +313,8 @@ export class PersistentTopic implements Topic {
     };
   }
 
-  close(reason: string): Promise<void> {
-    this.closing ??= this.shutdown(reason, false);
+  close(reason: string, options: { redirectBrokerUrl?: string } = {}): Promise<void> {
+    this.closing ??= this.shutdown(reason, false, options.redirectBrokerUrl);
     return this.closing;
   }
 
@@ -324,11 +325,11 @@ export class PersistentTopic implements Topic {
   }
 
   /** Closes producers and subscriptions, then closes (or deletes) the managed ledger. */
-  private async shutdown(reason: string, deleteData: boolean): Promise<void> {
+  private async shutdown(reason: string, deleteData: boolean, redirectBrokerUrl?: string): Promise<void> {
     this.closer.abort(new ServiceNotReadyError(`topic ${this.name} closed: ${reason}`));
-    for (const p of [...this.producers]) p.sink.closed(reason);
+    for (const p of [...this.producers]) p.sink.closed(reason, redirectBrokerUrl);
     this.producers.clear();
-    for (const s of this.subscriptions.values()) await s.close(reason, { closeCursor: !deleteData });
+    for (const s of this.subscriptions.values()) await s.close(reason, { closeCursor: !deleteData, redirectBrokerUrl });
     if (deleteData) {
       await this.ml.delete();
       this.logger.info('topic deleted');

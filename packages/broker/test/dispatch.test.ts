@@ -114,6 +114,21 @@ describe('Subscription dispatch (fake storage)', () => {
     expect(low.active.at(-1)).toBe(false);
   });
 
+  it('shared prefers the lowest priority level while it has permits', async () => {
+    const { sub, ledger } = makeSubscription();
+    const hi = consumer('hi', { priority: 0 });
+    const lo = consumer('lo', { priority: 1 });
+    sub.addConsumer(lo.c, 'SHARED_SUB');
+    sub.addConsumer(hi.c, 'SHARED_SUB');
+    sub.flow(lo.c, 100);
+    sub.flow(hi.c, 3);
+    for (let i = 0; i < 5; i++) ledger.append('k');
+    await settle();
+    expect(hi.got).toHaveLength(3);
+    expect(lo.got).toHaveLength(2);
+    expect(hi.got.map((e) => e.position.entryId)).toEqual([0, 1, 2]);
+  });
+
   it('exclusive delivers in order and never beyond the permits', async () => {
     const { sub, ledger } = makeSubscription();
     const a = consumer('a');

@@ -168,6 +168,24 @@ describe('admin service, non-persistent topics, bad requests', () => {
     p.close(); p2.close(); c.close();
   });
 
+  it('WAIT_FOR_EXCLUSIVE: the open is answered when the current producer leaves', async () => {
+    const topic = uniqueTopic('wait');
+    const p1 = new TestProducer(client);
+    expect((await p1.open(topic, { accessMode: 'EXCLUSIVE' })).opened).toBeTruthy();
+    const p2 = new TestProducer(client);
+    const opening = p2.open(topic, { accessMode: 'WAIT_FOR_EXCLUSIVE' });
+    await sleep(200);
+    expect(p2.events.items.length).toBe(0);
+    expect((await p1.sendAndWait('from-p1')).receipt).toBeTruthy();
+    p1.close();
+    expect((await opening).opened).toBeTruthy();
+    expect((await p2.sendAndWait('from-p2')).receipt).toBeTruthy();
+    // While p2 holds it, a SHARED producer is refused.
+    const p3 = new TestProducer(client);
+    expect((await p3.open(topic)).error?.errorCode).toBe('PRODUCER_BUSY');
+    p2.close(); p3.close();
+  });
+
   it('key_shared with a tiny read-ahead: a key held by a slow consumer does not stall other keys', async () => {
     const topic = uniqueTopic('ks');
     const ks = { mode: 'AUTO_SPLIT', ranges: [] };

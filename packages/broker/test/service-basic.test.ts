@@ -64,6 +64,40 @@ describe('broker service: produce and consume over gRPC', () => {
     c.close();
   });
 
+  it('large entries are delivered in several stream messages, never over the gRPC message limit', async () => {
+    const topic = uniqueTopic('big');
+    const p = new TestProducer(client);
+    await p.open(topic);
+    const big = (ch: string) => ch.repeat(3 * 1024 * 1024);
+    for (const ch of ['a', 'b', 'c']) expect((await p.sendAndWait(big(ch))).receipt).toBeTruthy();
+    const c = new TestConsumer(client);
+    await c.subscribe({ topic, subscription: 's' }, 10);
+    await c.waitFor(3, 15_000);
+    expect(c.payloads().map((x) => [x[0], x.length])).toEqual([['a', 3 * 1024 * 1024], ['b', 3 * 1024 * 1024], ['c', 3 * 1024 * 1024]]);
+    p.close();
+    c.close();
+  });
+
+  it('unloadTopics closes streams with a redirect; the topic reloads with its data and cursor', async () => {
+    const topic = uniqueTopic('unload');
+    const p = new TestProducer(client);
+    await p.open(topic);
+    const c = new TestConsumer(client);
+    await c.subscribe({ topic, subscription: 's' }, 100);
+    for (let i = 0; i < 3; i++) await p.sendAndWait(`m${i}`);
+    await c.waitFor(3);
+    await c.ack([c.received[0]!]);
+    const n = await tb.broker.service.unloadTopics((t) => t.toString() === topic, { reason: 'bundle moved', redirectBrokerUrl: 'elsewhere:6650' });
+    expect(n).toBe(1);
+    expect((await p.events.take((e) => !!e.closed)).closed).toMatchObject({ reason: 'bundle moved', redirectBrokerUrl: 'elsewhere:6650' });
+    expect((await c.events.take((e) => !!e.closed)).closed).toMatchObject({ reason: 'bundle moved', redirectBrokerUrl: 'elsewhere:6650' });
+    const c2 = new TestConsumer(client);
+    await c2.subscribe({ topic, subscription: 's' }, 100);
+    await c2.waitFor(2);
+    expect(c2.payloads()).toEqual(['m1', 'm2']);
+    c2.close();
+  });
+
   it('lookup answers this broker; partitioned metadata is 0 for a plain topic', async () => {
     const topic = uniqueTopic();
     const res = await call<{ topic: string }, { brokerUrl: string; authoritative: boolean }>(client, 'Lookup', { topic });

@@ -2,7 +2,7 @@ import { BookieProcesses } from '@strata/bookie/testing';
 import { EtcdCluster } from '@strata/coordinator/testing';
 import { freePorts, spawnRole, type ChildProcessHandle } from '@strata/runtime/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { brokerClient, sleep, TestConsumer, TestProducer } from './helpers.js';
+import { adminClient, brokerClient, call, sleep, TestConsumer, TestProducer } from './helpers.js';
 
 // Real processes: etcd, two bookies (fsync'd journals), and the broker started from the built
 // `strata` bin, then killed with SIGKILL and started again.
@@ -68,6 +68,37 @@ describe('broker as a real process over real bookies and etcd', () => {
     expect(c2.payloads()[200]).toBe('after');
     p2.close();
     c2.close();
+    client2.close();
+  });
+
+  it('kill -9 with deduplication on: resends after the restart are not stored twice', async () => {
+    const first = await startBrokerProcess();
+    const admin = adminClient(first.address);
+    const ns = `public/dedup-real-${Date.now().toString(36)}`;
+    await call(admin, 'CreateNamespace', { namespace: ns, policies: { deduplicationEnabled: true } });
+    admin.close();
+    const topic = `persistent://${ns}/t`;
+    const client = brokerClient(first.address);
+    const p = new TestProducer(client);
+    await p.open(topic, { producerName: 'real-p' });
+    for (let i = 0; i < 100; i++) p.send(`m${i}`, { sequenceId: i });
+    for (let i = 0; i < 100; i++) expect((await p.receipt(i)).receipt).toBeTruthy();
+    await first.proc.kill();
+    client.close();
+
+    const second = await startBrokerProcess();
+    const client2 = brokerClient(second.address);
+    const p2 = new TestProducer(client2);
+    expect((await p2.open(topic, { producerName: 'real-p' })).opened!.lastSequenceId).toBe(99);
+    for (let i = 50; i < 150; i++) p2.send(`m${i}`, { sequenceId: i });
+    for (let i = 50; i < 150; i++) expect((await p2.receipt(i)).receipt!.messageId!.ledgerId === -1).toBe(i < 100);
+    const c = new TestConsumer(client2);
+    await c.subscribe({ topic, subscription: 'all', initialPosition: 'EARLIEST' }, 1000);
+    await c.waitFor(150, 20_000);
+    await sleep(200);
+    expect(c.payloads()).toEqual(Array.from({ length: 150 }, (_, i) => `m${i}`));
+    p2.close();
+    c.close();
     client2.close();
   });
 });

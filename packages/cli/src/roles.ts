@@ -1,8 +1,12 @@
-import { bookieConfigSpec, startBookie } from '@strata/bookie';
+import { autoRecoveryConfigSpec, autoRecoveryDuty, bookieConfigSpec, startBookie } from '@strata/bookie';
 import { brokerConfigSpec, startBroker } from '@strata/broker';
 import { coordinatorConfigSpec, startCoordinator } from '@strata/coordinator';
-import type { ConfigSpec, Logger } from '@strata/runtime';
+import type { ConfigSpec, ConfigValues, Logger } from '@strata/runtime';
 import type { MetadataStore } from '@strata/coordinator';
+
+// The coordinator role is composed here: its leader duties live in packages that depend on it.
+const coordinatorRoleSpec = { ...coordinatorConfigSpec, ...autoRecoveryConfigSpec };
+type CoordinatorRoleConfig = ConfigValues<typeof coordinatorRoleSpec>;
 
 /** What every server role's composition root offers (packages/<role>/src/main.ts). */
 export interface RunningRole {
@@ -27,5 +31,11 @@ export interface Role {
 export const roles: readonly Role[] = [
   { name: 'broker', summary: 'serve topics to clients (stateless; data lives on bookies)', spec: brokerConfigSpec, start: startBroker },
   { name: 'bookie', summary: 'store ledgers on local disk (append-only, fsynced, fenced)', spec: bookieConfigSpec, start: startBookie },
-  { name: 'coordinator', summary: 'elect a leader and run cluster duties (assignment, auto-recovery)', spec: coordinatorConfigSpec, start: startCoordinator },
+  {
+    name: 'coordinator',
+    summary: 'elect a leader and run cluster duties (auto-recovery of lost bookies)',
+    spec: coordinatorRoleSpec,
+    start: (config: CoordinatorRoleConfig, deps: RoleDeps) =>
+      startCoordinator(config, { ...deps, leaderDuties: config.autoRecoveryEnabled ? [autoRecoveryDuty(config)] : [] }),
+  },
 ];

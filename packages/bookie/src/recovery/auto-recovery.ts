@@ -245,13 +245,18 @@ export class AutoRecovery {
       if (work.ready.length === 0) return 'pending';
       // Choose (or reuse) a replacement per fragment and record it before copying: a resumed pass copies to the same bookie.
       let markerChanged = false;
+      // Replacements within one ensemble must differ from each other too (an ensemble holds distinct bookies).
+      const takenIn = (f: Fragment, except: string) => work.ready
+        .filter((o) => o.ensembleIndex === f.ensembleIndex && `${o.firstEntryId}:${o.index}` !== except)
+        .map((o) => marker.replacements[`${o.firstEntryId}:${o.index}`])
+        .filter((b): b is string => b !== undefined);
       for (const f of work.ready) {
         const key = `${f.firstEntryId}:${f.index}`;
         const chosen = marker.replacements[key];
         const ensemble = metadata.ensembles[f.ensembleIndex]!.bookies;
-        const usable = chosen !== undefined && registered.has(chosen) && !ensemble.includes(chosen);
+        const usable = chosen !== undefined && registered.has(chosen) && !ensemble.includes(chosen) && !takenIn(f, key).includes(chosen);
         if (!usable) {
-          const exclude = new Set([...ensemble, ...lost]);
+          const exclude = new Set([...ensemble, ...lost, ...takenIn(f, key)]);
           marker.replacements[key] = (await this.ctx.pickBookies(1, exclude, signal))[0]!;
           markerChanged = true;
         }

@@ -17,6 +17,13 @@ export interface AddRequest {
   recovery: boolean;
 }
 
+function toOp(req: AddRequest): StorageOp {
+  return {
+    type: 'add', ledgerId: req.ledgerId, entryId: req.entryId, lastAddConfirmed: req.lastAddConfirmed, crc32c: req.crc32c >>> 0,
+    payload: req.payload,
+  };
+}
+
 export interface BookieStoreOptions {
   bookieId: string;
   journal: Journal;
@@ -36,6 +43,8 @@ interface ApplyItem {
   end: JournalPosition;
   resolve: () => void;
   reject: (err: unknown) => void;
+  /** The pending-map key to forget once done. */
+  key: string | undefined;
 }
 
 /**
@@ -111,12 +120,19 @@ export class BookieStore {
         if (inFlight.crc === req.crc32c >>> 0 && inFlight.length === req.payload.length) return inFlight.promise;
         throw new EntryConflictError(req.ledgerId, req.entryId);
       }
-      const promise = this.store(req, info);
+      let promise: Promise<void>;
+      if (info && req.entryId <= info.lastEntryId) {
+        // May already be stored: look it up first (I/O), then journal it if not.
+        promise = this.storeUnlessStored(req);
+        const forget = () => {
+          this.pending.delete(key);
+        };
+        promise.then(forget, forget);
+      } else {
+        // The common case, above everything stored: straight to the journal (which forgets the key).
+        promise = this.journalThenApply(toOp(req), key);
+      }
       this.pending.set(key, { crc: req.crc32c >>> 0, length: req.payload.length, promise });
-      const forget = () => {
-        this.pending.delete(key);
-      };
-      promise.then(forget, forget);
       return promise;
     } catch (err) {
       return Promise.reject(err);
@@ -143,19 +159,13 @@ export class BookieStore {
     return info;
   }
 
-  private async store(req: AddRequest, info: LedgerInfo | undefined): Promise<void> {
-    if (info && req.entryId <= info.lastEntryId) {
-      const existing = await this.options.storage.findEntry(req.ledgerId, req.entryId);
-      if (existing) {
-        if (existing.crc32c === req.crc32c >>> 0 && existing.length === req.payload.length) return;
-        throw new EntryConflictError(req.ledgerId, req.entryId);
-      }
+  private async storeUnlessStored(req: AddRequest): Promise<void> {
+    const existing = await this.options.storage.findEntry(req.ledgerId, req.entryId);
+    if (existing) {
+      if (existing.crc32c === req.crc32c >>> 0 && existing.length === req.payload.length) return;
+      throw new EntryConflictError(req.ledgerId, req.entryId);
     }
-    const op: StorageOp = {
-      type: 'add', ledgerId: req.ledgerId, entryId: req.entryId, lastAddConfirmed: req.lastAddConfirmed, crc32c: req.crc32c >>> 0,
-      payload: req.payload,
-    };
-    await this.journalThenApply(op);
+    await this.journalThenApply(toOp(req), undefined);
   }
 
   /** Journals a fence, waits until it (and every add before it) is applied, and reports the state. */
@@ -163,7 +173,7 @@ export class BookieStore {
     if (!this.running) throw new BookieUnavailableError(`bookie ${this.options.bookieId} is not running`);
     if (!Number.isSafeInteger(ledgerId) || ledgerId < 0) throw new BookieArgumentError(`bad ledger id ${ledgerId}`);
     this.options.storage.markFenced(ledgerId);
-    await this.journalThenApply({ type: 'fence', ledgerId });
+    await this.journalThenApply({ type: 'fence', ledgerId }, undefined);
     return this.ledgerState(ledgerId);
   }
 
@@ -188,15 +198,19 @@ export class BookieStore {
     return { entries, lastAddConfirmed: this.ledgerState(ledgerId).lastAddConfirmed };
   }
 
-  private journalThenApply(op: StorageOp): Promise<void> {
+  private journalThenApply(op: StorageOp, key: string | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      const fail = (err: unknown) => {
+        if (key !== undefined) this.pending.delete(key);
+        reject(err);
+      };
       // Journal promises resolve in append order, so items join the apply queue in journal order.
       this.options.journal.append(op as JournalRecord).then(
         (end) => {
-          this.applyQueue.push({ op, end, resolve, reject });
+          this.applyQueue.push({ op, end, resolve, reject: fail, key });
           if (!this.applying) queueMicrotask(() => void this.drainApply());
         },
-        reject,
+        fail,
       );
     });
   }
@@ -220,7 +234,10 @@ export class BookieStore {
           for (const i of items) i.reject(error);
           continue;
         }
-        for (const i of items) i.resolve();
+        for (const i of items) {
+          if (i.key !== undefined) this.pending.delete(i.key);
+          i.resolve();
+        }
       }
     } finally {
       this.applying = false;

@@ -125,6 +125,8 @@ export interface DiskMonitorOptions {
   logger: Logger;
   /** Called when the read-only state flips (and at the first check). */
   onChange: (readOnly: boolean, stats: DiskStats) => void;
+  /** Called after every check (for the usage gauge). */
+  onStats?: (stats: DiskStats) => void;
   stats?: (dir: string) => Promise<DiskStats>;
 }
 
@@ -168,6 +170,7 @@ export class DiskMonitor {
   async check(): Promise<void> {
     const stats = await (this.options.stats ?? diskStats)(this.options.dir);
     this.last = stats;
+    this.options.onStats?.(stats);
     const { threshold } = this.options;
     const next = this.readOnly ? stats.usage >= threshold - 0.05 : stats.usage >= threshold;
     if (next !== this.readOnly) {

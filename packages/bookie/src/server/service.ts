@@ -124,40 +124,38 @@ export class BookieService {
         this.inFlightBytes += slot.bytes;
         metrics.inFlightAdds.inc();
         const base = { ledgerId: add.ledgerId, entryId: add.entryId, requestId: add.requestId };
+        const complete = (err: unknown) => {
+          if (err === undefined) {
+            slot.result = { ...base, errorCode: '', errorMessage: '' };
+            addsOk.inc();
+            metrics.addBytes.inc(slot.bytes);
+          } else {
+            const e = asStrataError(err);
+            slot.result = { ...base, errorCode: e.code, errorMessage: e.message };
+            metrics.adds.inc({ result: e.code });
+            if (e.code === 'INTERNAL') this.logger.error({ err, ledgerId: add.ledgerId, entryId: add.entryId }, 'add failed');
+          }
+          inFlight--;
+          this.inFlightBytes -= slot.bytes;
+          metrics.inFlightAdds.dec();
+          metrics.addLatency.observe((performance.now() - slot.started) / 1000);
+          // One group commit completes many adds at once: answer them in one stream message.
+          if (!flushScheduled) {
+            flushScheduled = true;
+            setImmediate(() => {
+              flushScheduled = false;
+              flush();
+              // Freed bookie-wide room: let other paused streams read again.
+              for (const wake of [...this.waiting]) wake();
+            });
+          }
+        };
         store
           .add({
             ledgerId: add.ledgerId, entryId: add.entryId, lastAddConfirmed: add.lastAddConfirmed, payload: add.payload ?? Buffer.alloc(0),
             crc32c: add.crc32c, recovery: add.recovery,
           })
-          .then(
-            () => {
-              slot.result = { ...base, errorCode: '', errorMessage: '' };
-              addsOk.inc();
-              metrics.addBytes.inc(slot.bytes);
-            },
-            (err: unknown) => {
-              const e = asStrataError(err);
-              slot.result = { ...base, errorCode: e.code, errorMessage: e.message };
-              metrics.adds.inc({ result: e.code });
-              if (e.code === 'INTERNAL') this.logger.error({ err, ledgerId: add.ledgerId, entryId: add.entryId }, 'add failed');
-            },
-          )
-          .finally(() => {
-            inFlight--;
-            this.inFlightBytes -= slot.bytes;
-            metrics.inFlightAdds.dec();
-            metrics.addLatency.observe((performance.now() - slot.started) / 1000);
-            // One group commit completes many adds at once: answer them in one stream message.
-            if (!flushScheduled) {
-              flushScheduled = true;
-              setImmediate(() => {
-                flushScheduled = false;
-                flush();
-                // Freed bookie-wide room: let other paused streams read again.
-                for (const wake of [...this.waiting]) wake();
-              });
-            }
-          });
+          .then(() => complete(undefined), (err: unknown) => complete(err ?? new Error('add failed')));
       }
       if (overLimit() && !paused) {
         paused = true;

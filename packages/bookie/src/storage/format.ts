@@ -17,7 +17,10 @@ export function readU64(buf: Buffer, offset: number): number {
   return buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * TWO_32;
 }
 
-// ---- Journal records: [u32 bodyLength][u32 crc32c(body)][body] ----
+// ---- Journal records: [u32 bodyLength][u32 crc32c(fixed part of body)][body] ----
+// The record CRC covers the body's fixed fields; an ADD's payload is covered by the payload CRC32C among
+// them (checked against the payload on admission and again on replay), so the hot path computes the
+// payload's CRC once, not twice.
 
 export const JOURNAL_RECORD_HEADER = 8;
 export const RECORD_ADD = 1;
@@ -49,8 +52,7 @@ export function encodeJournalRecord(record: JournalRecord): Buffer[] {
   writeU64(head, 17, record.entryId);
   writeU64(head, 25, record.lastAddConfirmed + 1);
   head.writeUInt32LE(record.crc32c >>> 0, 33);
-  const crc = crc32c(record.payload, crc32c(head.subarray(8)));
-  head.writeUInt32LE(crc, 4);
+  head.writeUInt32LE(crc32c(head.subarray(8)), 4);
   return [head, record.payload];
 }
 
@@ -71,28 +73,30 @@ export function decodeJournalRecord(buf: Buffer, offset: number): DecodeResult {
   if (bodyLength === 0 || bodyLength > MAX_RECORD_BODY) return { kind: 'corrupt', reason: `bad record length ${bodyLength}` };
   if (buf.length - offset < JOURNAL_RECORD_HEADER + bodyLength) return { kind: 'short' };
   const body = buf.subarray(offset + JOURNAL_RECORD_HEADER, offset + JOURNAL_RECORD_HEADER + bodyLength);
-  if (crc32c(body) !== buf.readUInt32LE(offset + 4)) return { kind: 'corrupt', reason: 'record CRC32C mismatch' };
   const type = body.readUInt8(0);
+  const fixed = type === RECORD_FENCE ? FENCE_BODY : type === RECORD_ADD ? ADD_FIXED : 0;
+  if (fixed === 0 || bodyLength < fixed || (type === RECORD_FENCE && bodyLength !== FENCE_BODY)) {
+    return { kind: 'corrupt', reason: `bad record type ${type} or length ${bodyLength}` };
+  }
+  if (crc32c(body.subarray(0, fixed)) !== buf.readUInt32LE(offset + 4)) return { kind: 'corrupt', reason: 'record CRC32C mismatch' };
   const bytes = JOURNAL_RECORD_HEADER + bodyLength;
-  if (type === RECORD_FENCE && bodyLength === FENCE_BODY) {
+  if (type === RECORD_FENCE) {
     return { kind: 'record', bytes, record: { type: 'fence', ledgerId: readU64(body, 1) } };
   }
-  if (type === RECORD_ADD && bodyLength >= ADD_FIXED) {
-    const payload = Buffer.from(body.subarray(ADD_FIXED));
-    return {
-      kind: 'record',
-      bytes,
-      record: {
-        type: 'add',
-        ledgerId: readU64(body, 1),
-        entryId: readU64(body, 9),
-        lastAddConfirmed: readU64(body, 17) - 1,
-        crc32c: body.readUInt32LE(25),
-        payload,
-      },
-    };
-  }
-  return { kind: 'corrupt', reason: `unknown record type ${type}` };
+  const payload = Buffer.from(body.subarray(ADD_FIXED));
+  if (crc32c(payload) !== body.readUInt32LE(25)) return { kind: 'corrupt', reason: 'payload CRC32C mismatch' };
+  return {
+    kind: 'record',
+    bytes,
+    record: {
+      type: 'add',
+      ledgerId: readU64(body, 1),
+      entryId: readU64(body, 9),
+      lastAddConfirmed: readU64(body, 17) - 1,
+      crc32c: body.readUInt32LE(25),
+      payload,
+    },
+  };
 }
 
 // ---- Segment files ----

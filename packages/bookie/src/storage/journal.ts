@@ -63,6 +63,8 @@ export interface FileJournalOptions {
   logger: Logger;
   /** Called after each group commit (for metrics). */
   onSync?: (records: number, bytes: number, durationMs: number) => void;
+  /** Called once when the journal fails for good (the owner should stop serving adds and restart). */
+  onFailure?: (err: Error) => void;
 }
 
 interface Pending {
@@ -86,6 +88,11 @@ export class FileJournal implements Journal {
   private flushing: Promise<void> | undefined;
   private failure: Error | undefined;
   private closed = false;
+  /**
+   * One reused buffer that a group of records is copied into before its write: a fresh multi-MiB
+   * buffer per group would be external memory that drives V8's GC. Only one flush runs at a time.
+   */
+  private scratch: Buffer | undefined;
 
   constructor(private readonly options: FileJournalOptions) {
     this.logger = options.logger.child({ component: 'journal' });
@@ -186,7 +193,14 @@ export class FileJournal implements Journal {
       try {
         if (!fh) throw new Error('journal file is not open');
         const started = performance.now();
-        const buffers = group.flatMap((p) => p.buffers);
+        const flat = group.flatMap((p) => p.buffers);
+        let buffers = flat;
+        if (flat.length > 1 && bytes <= this.options.maxGroupBytes) {
+          this.scratch ??= Buffer.allocUnsafeSlow(this.options.maxGroupBytes);
+          let at = 0;
+          for (const b of flat) at += b.copy(this.scratch, at);
+          buffers = [this.scratch.subarray(0, bytes)];
+        }
         let written = 0;
         // writev may write less than asked; loop until the whole group is in the file.
         while (written < bytes) {
@@ -199,6 +213,7 @@ export class FileJournal implements Journal {
       } catch (err) {
         this.failure = err instanceof Error ? err : new Error(String(err));
         this.logger.error({ err }, 'journal write or fdatasync failed; the journal is failed until restart');
+        this.options.onFailure?.(this.failure);
         const error = new BookieUnavailableError('journal write failed', err);
         for (const p of group) p.reject(error);
         for (const p of this.queue.splice(0)) p.reject(error);
@@ -240,6 +255,7 @@ export class FileJournal implements Journal {
     } catch (err) {
       this.failure = err instanceof Error ? err : new Error(String(err));
       this.logger.error({ err }, 'journal rotation failed; the journal is failed until restart');
+      this.options.onFailure?.(this.failure);
     }
   }
 

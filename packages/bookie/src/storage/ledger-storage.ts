@@ -156,6 +156,8 @@ export class SegmentLedgerStorage implements LedgerStorage {
   private applied: JournalPosition = JOURNAL_START;
   private readonly dirtyDirs = new Set<string>();
   private readonly openWriters = new Map<Ledger, true>();
+  /** Reused to join a run's buffers into one write (writes are serialised under the lock). */
+  private scratch: Buffer | undefined;
   private readonly now: () => number;
 
   constructor(private readonly options: SegmentLedgerStorageOptions) {
@@ -312,7 +314,7 @@ export class SegmentLedgerStorage implements LedgerStorage {
   ): Promise<void> {
     const writer = await this.writerFor(ledger, seg);
     const index = Buffer.concat(indexBufs);
-    await writeFully(writer.log, logBufs, seg.logBytes, logBytes);
+    await writeFully(writer.log, this.joined(logBufs, logBytes), seg.logBytes, logBytes);
     await writeFully(writer.index, [index], seg.count * INDEX_RECORD, index.length);
     writer.dirty = true;
     // Only now is the data readable: publish it to the in-memory index.
@@ -333,6 +335,16 @@ export class SegmentLedgerStorage implements LedgerStorage {
     ledger.sizeBytes += logBytes - added.length * LOG_HEADER;
     for (const a of added) if (a.lac > ledger.lac) ledger.lac = a.lac;
     ledger.lastWriteMs = this.now();
+  }
+
+  /** Small buffers joined in the reused scratch buffer (one write, no per-run allocation); big runs as they are. */
+  private joined(buffers: Buffer[], total: number): Buffer[] {
+    const limit = 8 * 1024 * 1024;
+    if (buffers.length <= 2 || total > limit) return buffers;
+    this.scratch ??= Buffer.allocUnsafeSlow(limit);
+    let at = 0;
+    for (const b of buffers) at += b.copy(this.scratch, at);
+    return [this.scratch.subarray(0, total)];
   }
 
   private async startSegment(ledger: Ledger, first: number): Promise<Segment> {

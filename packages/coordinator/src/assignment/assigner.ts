@@ -69,25 +69,31 @@ export class BundleAssigner implements LeaderDuty {
       while (!signal.aborted) {
         if (dirty) {
           dirty = false;
+          logger.debug('DBG round start');
           const snapshot = this.snapshot(caches, logger);
+          logger.debug({ n: snapshot.bundles.length }, 'DBG snapshot');
           shedder?.observe(snapshot.brokers);
           const actions = planAssignments(snapshot, this.placement, this.options.random);
           const shed = actions.length === 0 ? shedder?.plan(snapshot, this.placement) : undefined;
           if (shed) actions.push(shed);
+          logger.debug({ actions }, 'DBG planned');
           await this.execute(store, actions, caches.brokers, logger, signal);
           this.options.onRound?.(actions);
+          logger.debug('DBG round end');
         }
         if (dirty) continue;
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            dirty = true;
-            resolve();
-          }, tickMs);
-          wake = () => {
+          const done = () => {
             clearTimeout(timer);
+            signal.removeEventListener('abort', done);
             resolve();
           };
-          signal.addEventListener('abort', wake, { once: true });
+          const timer = setTimeout(() => {
+            dirty = true;
+            done();
+          }, tickMs);
+          wake = done;
+          signal.addEventListener('abort', done, { once: true });
         });
         wake = undefined;
       }

@@ -1,0 +1,61 @@
+/**
+ * One robustness scenario: start the workload, run a fault schedule under it, keep the load on a
+ * little after the cluster is whole again (to see producers resume), stop, drain, and report.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { strataBin } from '@strata/runtime/testing';
+import type { Cluster } from '../harness/cluster.js';
+import { describeSchedule, runSchedule, scenarioSeed, baseSeed, type FaultStep } from './faults.js';
+import { summarize, Workload, type ProducerReport, type SubscriptionReport, type WorkloadOptions } from './workload.js';
+
+export interface ScenarioResult {
+  subscriptions: SubscriptionReport[];
+  producers: ProducerReport[];
+  /** Per producer: sends started after the last fault step finished and acknowledged. */
+  resumed: Record<string, number>;
+}
+
+export interface ScenarioOptions {
+  name: string;
+  cluster: Cluster;
+  topic: string;
+  schedule: FaultStep[];
+  /** Load after the schedule ends (default 3000 ms). */
+  tailMs?: number;
+  workload?: Partial<Omit<WorkloadOptions, 'serviceUrl' | 'topic' | 'log'>>;
+  log?: (line: string) => void;
+  /** Where to write the SDK's log (`client-<topic>.log`); default: nowhere. */
+  logDir?: string;
+}
+
+const defaultLog = (line: string) => console.log(line);
+
+export async function runScenario(options: ScenarioOptions): Promise<ScenarioResult> {
+  const log = options.log ?? defaultLog;
+  log(`[${options.name}] STRATA_SEED=${baseSeed()} (scenario seed ${scenarioSeed(options.name)}), topic ${options.topic}, schedule:\n${describeSchedule(options.schedule)}`);
+  const clientLogFile = options.logDir ? join(options.logDir, `client-${options.topic.split('/').pop()}.log`) : undefined;
+  const workload = new Workload({ serviceUrl: options.cluster.serviceUrl, topic: options.topic, log, clientLogFile, ...options.workload });
+  try {
+    await workload.start();
+    const startedAt = Date.now();
+    const healedAt = await runSchedule(options.schedule, startedAt, log);
+    await new Promise((r) => setTimeout(r, options.tailMs ?? 3000));
+    await workload.stopProducing();
+    await workload.drain();
+    const result = { subscriptions: workload.subscriptionReports(), producers: workload.producerReports(), resumed: workload.ackedSentAfter(healedAt) };
+    log(`[${options.name}] producers ${JSON.stringify(result.producers)}\n  acknowledged sends started after the schedule: ${JSON.stringify(result.resumed)}\n${summarize(result.subscriptions)}`);
+    return result;
+  } finally {
+    await workload.close();
+  }
+}
+
+const exec = promisify(execFile);
+
+/** `strata admin ...` against the cluster (the CLI is the admin surface the SDK offers). */
+export async function admin(cluster: Cluster, ...args: string[]): Promise<string> {
+  const { stdout } = await exec(process.execPath, [strataBin(), 'admin', ...args, '--service-url', cluster.serviceUrl], { timeout: 60_000 });
+  return stdout;
+}
