@@ -29,6 +29,9 @@ const { values: flags } = parseArgs({
     'group-wait-ms': { type: 'string', default: '1' },
     /** Rate of the paced 1 KB run; default half the closed-loop 1 KB rate. */
     'paced-rate': { type: 'string', default: '' },
+    /** Adds in flight in the closed-loop runs: entries up to 4 KB, and larger ones. */
+    'window-small': { type: 'string', default: '4000' },
+    'window-large': { type: 'string', default: '128' },
   },
 });
 const SECONDS = Number(flags.seconds);
@@ -85,14 +88,25 @@ async function startBookie(dataDir) {
     FIXTURE, '--data-dir', dataDir, '--grpc-host', '127.0.0.1', '--grpc-port', '0', '--http-host', '127.0.0.1', '--http-port', '0',
     '--log-level', 'warn', '--journal-group-wait-ms', flags['group-wait-ms'],
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
+  const [port, httpPort] = await new Promise((resolve, reject) => {
     createInterface({ input: child.stdout }).on('line', (line) => {
       const m = /^READY (\d+) (\d+)/.exec(line);
-      if (m) resolve(Number(m[1]));
+      if (m) resolve([Number(m[1]), Number(m[2])]);
     });
     child.once('exit', (code) => reject(new Error(`bookie exited early (${code})`)));
   });
-  return { child, port };
+  return { child, port, httpPort };
+}
+
+/** The bookie's journal counters from /metrics: commits, records, seconds spent in write + fdatasync. */
+async function journalStats(httpPort) {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const value = (re) => Number(re.exec(text)?.[1] ?? 0);
+  return {
+    commits: value(/^bookie_journal_commit_seconds_count\{[^}]*\} (\S+)/m),
+    seconds: value(/^bookie_journal_commit_seconds_sum\{[^}]*\} (\S+)/m),
+    records: value(/^bookie_journal_group_records_sum\{[^}]*\} (\S+)/m),
+  };
 }
 
 /** CPU seconds (user + system) a process has used, from /proc (Linux). */
@@ -161,8 +175,9 @@ class Stream {
  * Writes entries of `size` to both bookies for `seconds`: closed loop with `window` adds in flight,
  * or paced at `rate` adds/s (open loop, latency measured from the scheduled send time).
  */
-async function run(streams, pids, ledgerId, size, { seconds, window, rate }) {
+async function run(streams, pids, httpPorts, ledgerId, size, { seconds, window, rate }) {
   const cpuBefore = await Promise.all(pids.map(cpuSeconds));
+  const journalBefore = await journalStats(httpPorts[0]);
   const selfBefore = process.cpuUsage();
   const wallStart = performance.now();
   const payload = Buffer.alloc(size, 1);
@@ -230,6 +245,8 @@ async function run(streams, pids, ledgerId, size, { seconds, window, rate }) {
   });
   while (inFlight > 0) await new Promise((r) => setTimeout(r, 10));
   const cpuAfter = await Promise.all(pids.map(cpuSeconds));
+  const journalAfter = await journalStats(httpPorts[0]);
+  const commits = Math.max(1, journalAfter.commits - journalBefore.commits);
   const self = process.cpuUsage(selfBefore);
   const wall = (performance.now() - wallStart) / 1000;
   const secs = (end - measuredStart) / 1000;
@@ -246,6 +263,9 @@ async function run(streams, pids, ledgerId, size, { seconds, window, rate }) {
     bookieCpuUsPerAdd: ((cpuAfter[0] - cpuBefore[0]) * 1e6) / Math.max(1, entryId),
     writerCpuUsPerAdd: (self.user + self.system) / Math.max(1, entryId),
     bookieCores: cpuAfter.map((c, i) => (c - cpuBefore[i]) / wall),
+    /** Bookie 0's journal: mean write + fdatasync time per group commit, and records per commit. */
+    commitMs: ((journalAfter.seconds - journalBefore.seconds) * 1000) / commits,
+    recordsPerCommit: (journalAfter.records - journalBefore.records) / commits,
   };
   hist.destroy?.();
   return result;
@@ -259,16 +279,17 @@ async function main() {
     bookies.push(await startBookie(join(dir, 'bookie-0')), await startBookie(join(dir, 'bookie-1')));
     const streams = bookies.map((b) => new Stream(`127.0.0.1:${b.port}`));
     const pids = bookies.map((b) => b.child.pid);
+    const httpPorts = bookies.map((b) => b.httpPort);
     const results = [];
     let ledgerId = 1;
     for (const size of SIZES) {
-      const window = size <= 4096 ? 4000 : 128;
-      results.push(await run(streams, pids, ledgerId++, size, { seconds: SECONDS, window }));
+      const window = Number(size <= 4096 ? flags['window-small'] : flags['window-large']);
+      results.push(await run(streams, pids, httpPorts, ledgerId++, size, { seconds: SECONDS, window }));
     }
     const small = results.find((r) => r.size === 1024);
     if (small) {
       const rate = flags['paced-rate'] ? Number(flags['paced-rate']) : Math.max(100, Math.round(small.addsPerSec / 2));
-      results.push(await run(streams, pids, ledgerId++, 1024, { seconds: SECONDS, rate }));
+      results.push(await run(streams, pids, httpPorts, ledgerId++, 1024, { seconds: SECONDS, rate }));
     }
     for (const s of streams) s.close();
     if (flags.json) {
@@ -279,10 +300,10 @@ async function main() {
       console.log(`bookies: 2 processes, E=W=A=2, journal group wait ${flags['group-wait-ms']} ms, ${SECONDS} s per run after 1 s warm-up`);
       const load = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
       console.log(`machine: load average ${load} (other processes share these 2 cores)`);
-      console.log('size     mode              adds/s    MB/s   p50 ms  p99 ms  p99.9 ms  max ms  bookie CPU µs/add  writer CPU µs/add  bookie cores');
+      console.log('size     mode              adds/s    MB/s   p50 ms  p99 ms  p99.9 ms  max ms  bookie CPU µs/add  writer CPU µs/add  bookie cores  commit ms  records/commit');
       for (const r of results) {
         console.log(
-          `${String(r.size).padEnd(8)} ${r.mode.padEnd(16)} ${f(r.addsPerSec, 0).padStart(8)} ${f(r.MBs).padStart(7)} ${f(r.p50ms, 2).padStart(8)} ${f(r.p99ms, 2).padStart(7)} ${f(r.p999ms, 2).padStart(9)} ${f(r.maxMs, 1).padStart(7)} ${f(r.bookieCpuUsPerAdd).padStart(18)} ${f(r.writerCpuUsPerAdd).padStart(18)}  ${r.bookieCores.map((c) => f(c, 2)).join(' ')}`,
+          `${String(r.size).padEnd(8)} ${r.mode.padEnd(16)} ${f(r.addsPerSec, 0).padStart(8)} ${f(r.MBs).padStart(7)} ${f(r.p50ms, 2).padStart(8)} ${f(r.p99ms, 2).padStart(7)} ${f(r.p999ms, 2).padStart(9)} ${f(r.maxMs, 1).padStart(7)} ${f(r.bookieCpuUsPerAdd).padStart(18)} ${f(r.writerCpuUsPerAdd).padStart(18)}  ${r.bookieCores.map((c) => f(c, 2)).join(' ')}  ${f(r.commitMs, 2).padStart(9)}  ${f(r.recordsPerCommit).padStart(14)}`,
         );
       }
     }

@@ -74,6 +74,12 @@ describe('deploy/k8s/drills', () => {
     expect(lib('tracer_acked').stdout.trim()).toBe('431');
   });
 
+  it('counts the distinct acknowledged tracer messages read back', () => {
+    writeFileSync(join(tmp, 'read.jsonl'), ['{"payload":"drill-seq-1"}', '{"payload":"drill-seq-2"}', '{"payload":"drill-seq-2"}', '{"payload":"drill-seq-9"}', '{"payload":"drill-probe-1"}'].join('\n'));
+    expect(lib(`tracer_seen '${tmp}/read.jsonl' 3`).stdout.trim()).toBe('2');
+    expect(lib(`tracer_seen '${tmp}/missing.jsonl' 3`).stdout.trim()).toBe('0');
+  });
+
   it('names lost and duplicated tracer messages', () => {
     expect(lib(`printf '1\\n2\\n2\\n4\\n5\\n6\\n' | compare_tracer 5`).stdout.trim()).toBe('1 1 3');
     expect(lib(`printf '1\\n2\\n3\\n' | compare_tracer 3`).stdout.trim()).toBe('0 0 -');
@@ -125,6 +131,7 @@ platform_rolling_restart_brokers() { echo restart >> "$STATE/calls"; }
     const report = JSON.parse(out.stdout) as Record<string, unknown>;
     expect(report).toMatchObject({ drill: 'broker-kill', target: 'broker-1', perfAcknowledged: 400, perfSendErrors: 0, perfMaxLatencyMs: -1, perfStalledSeconds: 0, tracerAcknowledged: 10, tracerLost: 0, tracerDuplicates: 0, firstLost: '-' });
     expect(report.recoveryMs).toBeGreaterThanOrEqual(0);
+    expect(report.readBackMs).toBeGreaterThanOrEqual(0);
     const calls = spawnSync('cat', [join(dir, 'calls')], { encoding: 'utf8' }).stdout;
     expect(calls).toContain('kill broker-1');
     expect(calls.trim().split('\n').at(-1)).toBe('teardown');
@@ -135,7 +142,7 @@ platform_rolling_restart_brokers() { echo restart >> "$STATE/calls"; }
     const platform = fakePlatform(dir);
     const out = bash(`deploy/k8s/drills/drill.sh --platform '${platform}' broker-kill`, { ...drillEnv, WORK_DIR: dir, LOSE: '4' });
     expect(out.status).not.toBe(0);
-    expect(JSON.parse(out.stdout)).toMatchObject({ tracerAcknowledged: 10, tracerLost: 1, firstLost: '4' });
+    expect(JSON.parse(out.stdout)).toMatchObject({ tracerAcknowledged: 10, tracerLost: 1, firstLost: '4', readBackMs: -1 });
   });
 
   it('uses KILL_CMD instead of the platform kill when set', () => {

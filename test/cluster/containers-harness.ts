@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
+import type { Cluster, ClusterNode, EtcdMemberNode } from '../harness/cluster.js';
 
 // Ryuk (testcontainers' reaper) is an image that cannot be pulled here; stop() cleans up instead.
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
@@ -223,5 +224,210 @@ export async function startContainerCluster(options: ContainerClusterOptions = {
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The same cluster behind the scenario harness interface (test/harness/cluster.ts), so that the
+// robustness scenarios written for processes run unchanged on containers. Every container gets a
+// fixed IP on a network with its own subnet; roles advertise ip:port, which the host (Linux bridge)
+// and the other containers reach alike.
+
+class FixedIpContainer extends GenericContainer {
+  /** Joins `network` at `ip` with `aliases` (set at creation, so the address survives restarts). */
+  withFixedIp(network: string, ip: string, aliases: string[]): this {
+    this.withNetworkMode(network);
+    this.createOpts.NetworkingConfig = { EndpointsConfig: { [network]: { IPAMConfig: { IPv4Address: ip }, Aliases: aliases } } };
+    return this;
+  }
+}
+
+const docker = (...args: string[]) => spawnSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
+
+async function waitReady(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await fetch(url, { signal: AbortSignal.timeout(2_000) }).then((r) => r.ok, () => false);
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${url} not ready within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** One container of the cluster, driven by docker (kill = SIGKILL, pause = cgroup freeze). */
+class ContainerNode implements ClusterNode {
+  running = true;
+  constructor(
+    readonly role: 'broker' | 'bookie' | 'coordinator',
+    readonly index: number,
+    readonly address: string,
+    readonly httpUrl: string,
+    readonly container: StartedTestContainer,
+    private readonly readyTimeoutMs: number,
+  ) {}
+
+  async kill(): Promise<void> {
+    docker('kill', this.container.getId());
+    this.running = false;
+  }
+
+  pause(): void {
+    docker('pause', this.container.getId());
+  }
+
+  resume(): void {
+    // Unpausing a container that is not paused fails harmlessly.
+    docker('unpause', this.container.getId());
+  }
+
+  async restart(): Promise<void> {
+    const out = docker('start', this.container.getId());
+    if (out.status !== 0) throw new Error(`docker start ${this.role}-${this.index}: ${out.stderr}`);
+    this.running = true;
+    await waitReady(`${this.httpUrl}/readyz`, this.readyTimeoutMs);
+  }
+
+  async stop(): Promise<void> {
+    docker('stop', '-t', '60', this.container.getId());
+    this.running = false;
+  }
+}
+
+class ContainerEtcdMember implements EtcdMemberNode {
+  running = true;
+  constructor(
+    readonly index: number,
+    readonly container: StartedTestContainer,
+    private readonly clientUrl: string,
+  ) {}
+
+  async kill(): Promise<void> {
+    docker('kill', this.container.getId());
+    this.running = false;
+  }
+
+  async restart(): Promise<void> {
+    const out = docker('start', this.container.getId());
+    if (out.status !== 0) throw new Error(`docker start etcd-${this.index}: ${out.stderr}`);
+    this.running = true;
+    await waitReady(`${this.clientUrl}/health`, 30_000);
+  }
+}
+
+export interface ContainerScenarioClusterOptions {
+  etcdMembers?: number;
+  bookies?: number;
+  brokers?: number;
+  coordinators?: number;
+  /** STRATA_* variables per role. */
+  env?: Partial<Record<'broker' | 'bookie' | 'coordinator', Record<string, string>>>;
+  readyTimeoutMs?: number;
+}
+
+/** A container cluster that implements the scenario harness's Cluster. */
+export class ContainerScenarioCluster implements Cluster {
+  private constructor(
+    readonly name: string,
+    readonly serviceUrl: string,
+    readonly metadataUrl: string,
+    readonly brokers: ContainerNode[],
+    readonly bookies: ContainerNode[],
+    readonly coordinators: ContainerNode[],
+    readonly etcdMembers: ContainerEtcdMember[],
+    private readonly cleanup: () => Promise<void>,
+  ) {}
+
+  static async start(options: ContainerScenarioClusterOptions = {}): Promise<ContainerScenarioCluster> {
+    const id = `strata-${randomUUID().slice(0, 8)}`;
+    const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
+    // A /24 of our own; retried when it overlaps a network that exists.
+    let subnet = '';
+    for (let attempt = 0; attempt < 20 && !subnet; attempt++) {
+      const candidate = `172.31.${Math.floor(Math.random() * 256)}`;
+      if (docker('network', 'create', '--subnet', `${candidate}.0/24`, '--label', `strata.cluster=${id}`, id).status === 0) subnet = candidate;
+    }
+    if (!subnet) throw new Error('could not create a docker network with a free 172.31.x.0/24 subnet');
+    let nextHost = 10;
+    const ipOf = () => `${subnet}.${nextHost++}`;
+    const containers: StartedTestContainer[] = [];
+    const dataDirs: string[] = [];
+    const cleanup = async () => {
+      await Promise.allSettled(containers.map((c) => c.stop({ timeout: 1_000, remove: true })));
+      docker('network', 'rm', id);
+      for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+    };
+    try {
+      const etcdCount = options.etcdMembers ?? 3;
+      const etcdIps = Array.from({ length: etcdCount }, ipOf);
+      const initialCluster = etcdIps.map((ip, i) => `etcd-${i}=http://${ip}:${PORTS.etcdPeer}`).join(',');
+      const etcdContainers = await Promise.all(
+        etcdIps.map((ip, i) =>
+          new FixedIpContainer(ETCD_IMAGE)
+            .withName(`${id}-etcd-${i}`)
+            .withFixedIp(id, ip, [`etcd-${i}`])
+            .withLabels(labels(id, 'etcd'))
+            .withBindMounts([{ source: hostDir(id, `etcd-${i}`, dataDirs), target: '/var/lib/etcd', mode: 'rw' }])
+            .withCommand([
+              `--name=etcd-${i}`, '--data-dir=/var/lib/etcd/data',
+              `--listen-client-urls=http://0.0.0.0:${PORTS.etcdClient}`, `--advertise-client-urls=http://${ip}:${PORTS.etcdClient}`,
+              `--listen-peer-urls=http://0.0.0.0:${PORTS.etcdPeer}`, `--initial-advertise-peer-urls=http://${ip}:${PORTS.etcdPeer}`,
+              `--initial-cluster=${initialCluster}`, '--initial-cluster-state=new', `--initial-cluster-token=${id}`, '--pre-vote',
+            ])
+            .withWaitStrategy(Wait.forLogMessage(/ready to serve client requests/))
+            .withStartupTimeout(30_000)
+            .start()
+            .then((c) => (containers.push(c), c)),
+        ),
+      );
+      const metadataUrl = `etcd://${etcdIps.map((ip) => `${ip}:${PORTS.etcdClient}`).join(',')}`;
+      const etcdMembers = etcdContainers.map((c, i) => new ContainerEtcdMember(i, c, `http://${etcdIps[i]}:${PORTS.etcdClient}`));
+
+      const startRole = async (role: 'broker' | 'bookie' | 'coordinator', index: number): Promise<ContainerNode> => {
+        const ip = ipOf();
+        const ports = PORTS[role];
+        let container = new FixedIpContainer(STRATA_IMAGE)
+          .withName(`${id}-${role}-${index}`)
+          .withFixedIp(id, ip, [`${role}-${index}`, role])
+          .withLabels(labels(id, role))
+          .withCommand([role])
+          .withEnvironment({
+            STRATA_METADATA_URL: metadataUrl, STRATA_CLUSTER: id, STRATA_GRPC_HOST: '0.0.0.0', STRATA_HTTP_HOST: '0.0.0.0',
+            STRATA_GRPC_PORT: String(ports.grpc), STRATA_HTTP_PORT: String(ports.http), STRATA_ADVERTISED_ADDRESS: `${ip}:${ports.grpc}`,
+            ...(role === 'bookie' ? { STRATA_DATA_DIR: '/data/bookie' } : {}),
+            ...options.env?.[role],
+          });
+        if (role === 'bookie') container = container.withBindMounts([{ source: hostDir(id, `${role}-${index}`, dataDirs), target: '/data', mode: 'rw' }]);
+        const started = await container.start();
+        containers.push(started);
+        const node = new ContainerNode(role, index, `${ip}:${ports.grpc}`, `http://${ip}:${ports.http}`, started, readyTimeoutMs);
+        await waitReady(`${node.httpUrl}/readyz`, readyTimeoutMs);
+        return node;
+      };
+      const coordinators: ContainerNode[] = [];
+      for (let i = 0; i < (options.coordinators ?? 1); i++) coordinators.push(await startRole('coordinator', i));
+      const bookies = await Promise.all(Array.from({ length: options.bookies ?? 3 }, (_, i) => startRole('bookie', i)));
+      const brokers = await Promise.all(Array.from({ length: options.brokers ?? 1 }, (_, i) => startRole('broker', i)));
+      return new ContainerScenarioCluster(id, `pulsar://${brokers.map((b) => b.address).join(',')}`, metadataUrl, brokers, bookies, coordinators, etcdMembers, cleanup);
+    } catch (err) {
+      await cleanup();
+      throw err;
+    }
+  }
+
+  /** Cuts a node off the cluster's network: it reaches nothing and nothing reaches it. */
+  disconnect(node: ContainerNode): void {
+    const out = docker('network', 'disconnect', '--force', this.name, node.container.getId());
+    if (out.status !== 0) throw new Error(`network disconnect ${node.role}-${node.index}: ${out.stderr}`);
+  }
+
+  /** Plugs a disconnected node back in, at its address and with its aliases. */
+  reconnect(node: ContainerNode): void {
+    const ip = node.address.split(':')[0]!;
+    const out = docker('network', 'connect', '--ip', ip, '--alias', `${node.role}-${node.index}`, '--alias', node.role, this.name, node.container.getId());
+    if (out.status !== 0) throw new Error(`network connect ${node.role}-${node.index}: ${out.stderr}`);
+  }
+
+  async stop(): Promise<void> {
+    await this.cleanup();
   }
 }

@@ -78,6 +78,11 @@ export class History {
     if (seq > highest) this.highest.set(orderKey, seq);
   }
 
+  /** Every message acknowledged to its producer so far. */
+  acknowledgedKeys(): string[] {
+    return [...this.acked];
+  }
+
   /** Acknowledged to a producer and not yet delivered (cheap enough to poll while draining). */
   missing(): number {
     let n = 0;

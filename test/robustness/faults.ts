@@ -130,10 +130,14 @@ export function bookieKill(cluster: Cluster, rng: Random, log: Log): FaultStep[]
   ];
 }
 
-/** SIGSTOP a bookie taking adds for a few seconds (a long GC pause or a stalled disk), then SIGCONT. */
+/**
+ * SIGSTOP a bookie taking adds (a long GC pause or a stalled disk), then SIGCONT. The pause outlasts
+ * the ledger client's add timeout (5 s by default), so the writer must declare the bookie failed and
+ * change the ensemble rather than wait; then the bookie wakes up with stale streams.
+ */
 export function bookiePause(cluster: Cluster, rng: Random, log: Log): FaultStep[] {
   const at = rng.int(1500, 3000);
-  const paused = rng.int(2000, 5000);
+  const paused = rng.int(6000, 8000);
   const choice = rng.int(0, 1000);
   let victim: ClusterNode | undefined;
   return [
@@ -187,4 +191,33 @@ export function bookieThenBrokerKill(cluster: Cluster, rng: Random, log: Log): F
     { atMs: brokerAt + brokerDown, description: `restart broker-${broker.index}`, run: () => broker.restart() },
     { ...restartBookie, atMs: Math.max(restartBookie.atMs, brokerAt + brokerDown + 1000) },
   ];
+}
+
+/**
+ * SIGSTOP the broker past its metadata session (its registration expires: `sessionTtlMs`, 10 s by
+ * default), then SIGCONT: the broker must notice it lost its session and recover without losing or
+ * duplicating what it had acknowledged.
+ */
+export function brokerPausePastSession(cluster: Cluster, rng: Random, sessionTtlMs: number, log: Log): FaultStep[] {
+  const at = rng.int(1500, 3000);
+  const paused = sessionTtlMs + rng.int(1000, 3000);
+  const broker = cluster.brokers[0]!;
+  return [
+    { atMs: at, description: `SIGSTOP broker-${broker.index} for ${paused} ms (session TTL ${sessionTtlMs} ms)`, run: async () => broker.pause() },
+    { atMs: at + paused, description: `SIGCONT broker-${broker.index}`, run: async () => broker.resume() },
+    {
+      // Reported, not asserted (docs/robustness.md "Findings"): the broker does not register again.
+      atMs: at + paused + 3000, description: `probe broker-${broker.index} /readyz`,
+      run: async () => log(`  broker-${broker.index} /readyz after its session was lost: ${(await isReady(broker)) ? 'ready' : 'NOT ready'}`),
+    },
+  ];
+}
+
+/** Whether the node's /readyz answers 200 now. */
+export async function isReady(node: ClusterNode): Promise<boolean> {
+  try {
+    return (await fetch(`${node.httpUrl}/readyz`, { signal: AbortSignal.timeout(5_000) })).status === 200;
+  } catch {
+    return false;
+  }
 }

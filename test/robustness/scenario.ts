@@ -41,10 +41,17 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     await workload.start();
     const startedAt = Date.now();
     const healedAt = await runSchedule(options.schedule, startedAt, log);
-    await new Promise((r) => setTimeout(r, options.tailMs ?? 3000));
+    // Keep the load on until every producer has had sends acknowledged that started after the last
+    // fault (at least the tail, at most a minute): resuming is checked, how fast is only reported.
+    const tailEnd = Date.now() + (options.tailMs ?? 3000);
+    const resumeDeadline = Date.now() + 60_000;
+    while (Date.now() < resumeDeadline && (Date.now() < tailEnd || Object.values(workload.ackedSentAfter(healedAt)).some((n) => n < 20))) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
     await workload.stopProducing();
     await workload.drain();
-    const result = { subscriptions: workload.subscriptionReports(), producers: workload.producerReports(), resumed: workload.ackedSentAfter(healedAt) };
+    const readBack = await workload.readBack();
+    const result = { subscriptions: [...workload.subscriptionReports(), readBack], producers: workload.producerReports(), resumed: workload.ackedSentAfter(healedAt) };
     log(`[${options.name}] producers ${JSON.stringify(result.producers)}\n  acknowledged sends started after the schedule: ${JSON.stringify(result.resumed)}\n${summarize(result.subscriptions)}`);
     return result;
   } finally {

@@ -209,6 +209,37 @@ export class Workload {
     await sleep(quietMs);
   }
 
+  /**
+   * Reads the whole topic again on a fresh subscription (from the earliest message), after the faults:
+   * what the live consumers got could have come from a broker's memory, this comes from the bookies.
+   */
+  async readBack(timeoutMs = 120_000): Promise<SubscriptionReport> {
+    const history = new History();
+    for (const p of this.producers) {
+      for (let seq = 0; seq < p.sent; seq++) history.sending(p.name, seq);
+    }
+    for (const key of this.subs[0]?.history.acknowledgedKeys() ?? []) history.acknowledged(key);
+    const consumer = await this.client.subscribe({
+      topic: this.opts.topic, subscription: 'readback', subscriptionType: 'Exclusive', subscriptionInitialPosition: 'Earliest', receiverQueueSize: 1000,
+    });
+    try {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline && history.missing() > 0) {
+        let msg: Message;
+        try {
+          msg = await consumer.receive(1000);
+        } catch {
+          continue;
+        }
+        history.receivedBy('readback', msg.getData().toString('utf8'), msg.getMessageId().toString());
+        consumer.acknowledge(msg).catch(() => undefined);
+      }
+    } finally {
+      await consumer.close().catch(() => undefined);
+    }
+    return { subscription: 'readback', type: 'Exclusive', ordered: true, maxReceiveGapMs: 0, ...history.check() };
+  }
+
   /** Sends acknowledged so far whose send started after `time` (ms since epoch), per producer. */
   ackedSentAfter(time: number): Record<string, number> {
     return Object.fromEntries(this.producers.map((p) => [p.name, p.ackedSentAt.filter((t) => t > time).length]));

@@ -19,7 +19,8 @@
 # acknowledged after the fault step returned: for a rolling restart or a drain it includes the step;
 # baselineProbeMs is what one probe takes before the fault, CLI start included),
 # the perf load's acknowledged sends, errors, longest publish latency and seconds without any
-# acknowledged send, and the tracer's acknowledged, lost and duplicated messages.
+# acknowledged send, the tracer's acknowledged, lost and duplicated messages, and how long the
+# read-back took to deliver every acknowledged tracer message (readBackMs, -1 if not within VERIFY_SECONDS).
 
 : "${SERVICE_URL:=pulsar://broker:6650}"
 : "${LOAD_RATE:=200}"
@@ -27,7 +28,7 @@
 : "${SETTLE_SECONDS:=10}"
 : "${PROBE_TIMEOUT_SECONDS:=10}"
 : "${RECOVERY_TIMEOUT_SECONDS:=120}"
-: "${VERIFY_SECONDS:=30}"
+: "${VERIFY_SECONDS:=60}"
 : "${TRACER_RATE:=20}"
 : "${WORK_DIR:=$(mktemp -d "${TMPDIR:-/tmp}/strata-drill.XXXXXX")}"
 DRILL_ID=${DRILL_ID:-$(date -u +%Y%m%d%H%M%S)-$$}
@@ -134,11 +135,34 @@ wait_recovered() {
   return 1
 }
 
-# Reads TOPIC from the start with a fresh subscription for VERIFY_SECONDS; prints the tracer numbers
-# read, one per line, sorted (duplicates kept).
+# Counts the distinct tracer numbers 1..ACKED in a file of consumed messages.
+tracer_seen() {
+  grep -oE 'drill-seq-[0-9]+' "$1" 2>/dev/null | sed 's/drill-seq-//' | awk -v acked="$2" '$1 <= acked && !($1 in s) { s[$1]; n++ } END { print n + 0 }'
+}
+
+# Reads TOPIC from the start with a fresh subscription until every acknowledged tracer message
+# (1..ACKED) has arrived, or VERIFY_SECONDS pass. Sets READ_BACK_MS (-1 when not all arrived) and
+# leaves the tracer numbers read, one per line, sorted (duplicates kept), in $WORK_DIR/read-back.
 read_back_tracer() {
-  CLI_TIMEOUT=$VERIFY_SECONDS strata consume "$TOPIC" -s "drill-verify-$DRILL_ID" -p Earliest -n 0 --json 2>/dev/null |
-    grep -oE 'drill-seq-[0-9]+' | sed 's/drill-seq-//' | sort -n || true
+  local acked=$1 out="$WORK_DIR/read-back.jsonl" pid t0 deadline
+  t0=$(now_ms)
+  deadline=$((t0 + VERIFY_SECONDS * 1000))
+  READ_BACK_MS=-1
+  CLI_TIMEOUT=$VERIFY_SECONDS strata consume "$TOPIC" -s "drill-verify-$DRILL_ID" -p Earliest -n 0 --json >"$out" 2>"$WORK_DIR/read-back.err" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null && [ "$(now_ms)" -lt "$deadline" ]; do
+    if [ "$(tracer_seen "$out" "$acked")" -ge "$acked" ]; then
+      READ_BACK_MS=$(($(now_ms) - t0))
+      break
+    fi
+    sleep 0.5
+  done
+  [ "$READ_BACK_MS" -ge 0 ] || [ "$(tracer_seen "$out" "$acked")" -lt "$acked" ] || READ_BACK_MS=$(($(now_ms) - t0))
+  # The consumer reads until interrupted: stop it (its `timeout`, which passes the signal on).
+  pkill -TERM -P "$pid" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  grep -oE 'drill-seq-[0-9]+' "$out" | sed 's/drill-seq-//' | sort -n >"$WORK_DIR/read-back" || true
 }
 
 # compare_tracer ACKED < numbers read: prints "LOST DUPLICATES FIRST_LOST" (FIRST_LOST is - when none).
@@ -182,9 +206,10 @@ run_drill() {
   max_latency=$(parse_perf_max_latency <"$WORK_DIR/load.jsonl")
   stalled=$(parse_perf_stalled_seconds <"$WORK_DIR/load.jsonl")
   acked=$(tracer_acked)
-  read -r lost dups first < <(read_back_tracer | compare_tracer "$acked")
-  report=$(printf '{"drill":"%s","id":"%s","topic":"%s","target":"%s","recoveryMs":%s,"baselineProbeMs":%s,"perfAcknowledged":%s,"perfSendErrors":%s,"perfMaxLatencyMs":%s,"perfStalledSeconds":%s,"tracerAcknowledged":%s,"tracerLost":%s,"tracerDuplicates":%s,"firstLost":"%s"}' \
-    "$name" "$DRILL_ID" "$TOPIC" "$target" "$recovery_ms" "$baseline_ms" "$perf_acked" "$perf_errors" "${max_latency:--1}" "$stalled" "$acked" "$lost" "$dups" "$first")
+  read_back_tracer "$acked"
+  read -r lost dups first < <(compare_tracer "$acked" <"$WORK_DIR/read-back")
+  report=$(printf '{"drill":"%s","id":"%s","topic":"%s","target":"%s","recoveryMs":%s,"baselineProbeMs":%s,"perfAcknowledged":%s,"perfSendErrors":%s,"perfMaxLatencyMs":%s,"perfStalledSeconds":%s,"tracerAcknowledged":%s,"tracerLost":%s,"tracerDuplicates":%s,"firstLost":"%s","readBackMs":%s}' \
+    "$name" "$DRILL_ID" "$TOPIC" "$target" "$recovery_ms" "$baseline_ms" "$perf_acked" "$perf_errors" "${max_latency:--1}" "$stalled" "$acked" "$lost" "$dups" "$first" "$READ_BACK_MS")
   echo "$report"
   [ -z "${REPORT:-}" ] || echo "$report" >>"$REPORT"
   [ "$recovery_ms" -ge 0 ] && [ "$lost" -eq 0 ] && [ "$acked" -gt 0 ]

@@ -3,6 +3,7 @@
 # starts one): the same drill steps as on Kubernetes, with `docker kill` for a forced pod deletion and
 # `docker stop` (SIGTERM, then SIGKILL after the grace period) for an eviction by a node drain.
 # Settings: DOCKER_NETWORK (required), IMAGE (strata:dev), GRACE_SECONDS (60), RECREATE_SECONDS (5),
+# BROKER_RECREATE_SECONDS (15),
 # BROKER_HTTP_PORT (8080), and the labels the
 # harness puts on its containers: strata.role=broker|bookie.
 : "${DOCKER_NETWORK:?set DOCKER_NETWORK to the cluster network}"
@@ -10,6 +11,7 @@
 : "${GRACE_SECONDS:=60}"
 : "${BROKER_HTTP_PORT:=8080}"
 : "${RECREATE_SECONDS:=5}"
+: "${BROKER_RECREATE_SECONDS:=15}"
 TOOLBOX="strata-drill-${DRILL_ID}"
 STOPPED_FILE="$WORK_DIR/stopped-containers"
 
@@ -41,15 +43,16 @@ platform_target_of_address() {
   containers_of broker | awk -v h="$host" '{ for (i = 1; i <= NF; i++) if ($i == h) { print $1; exit } }'
 }
 
-# Like a force-deleted pod: killed at once. A StatefulSet recreates a bookie with the same identity and
-# volume, so a killed bookie is started again after RECREATE_SECONDS; a Deployment replaces a broker
-# with a new pod (a new address), which a container cannot emulate, so a killed broker stays down.
+# Like a force-deleted pod: killed at once, and "recreated" later by starting the container again, as
+# the StatefulSet (bookie) or Deployment (broker) controller would. A recreated broker keeps its
+# address here (a Deployment's new pod would get a new one), so it comes back only after
+# BROKER_RECREATE_SECONDS, past the broker's metadata session TTL (10 s by default).
 platform_kill() {
+  local delay=$RECREATE_SECONDS
   docker kill "$1"
-  if [ "$(docker inspect -f '{{index .Config.Labels "strata.role"}}' "$1")" = bookie ]; then
-    # In the background (not holding the caller's output open), so that probing starts at once.
-    (sleep "$RECREATE_SECONDS" && docker start "$1") >/dev/null 2>&1 &
-  fi
+  [ "$(docker inspect -f '{{index .Config.Labels "strata.role"}}' "$1")" != broker ] || delay=$BROKER_RECREATE_SECONDS
+  # In the background (not holding the caller's output open), so that probing starts at once.
+  (sleep "$delay" && docker start "$1") >/dev/null 2>&1 &
 }
 
 platform_bookies() {
@@ -61,11 +64,14 @@ platform_drain_node_of() {
   docker stop -t "$GRACE_SECONDS" "$1"
 }
 
+# Brings every stopped container of the cluster back, so that the next drill starts whole.
 platform_undrain() {
-  [ -f "$STOPPED_FILE" ] || return 0
-  local name
-  while read -r name; do docker start "$name" >/dev/null; done <"$STOPPED_FILE"
+  local id
   rm -f "$STOPPED_FILE"
+  for id in $(docker ps -aq --filter "status=exited" --filter "network=$DOCKER_NETWORK" --filter label=strata.role); do
+    log "starting $(docker inspect -f '{{.Name}}' "$id" | sed 's#^/##') again"
+    docker start "$id" >/dev/null
+  done
 }
 
 wait_ready() {

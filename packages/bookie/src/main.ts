@@ -17,7 +17,8 @@ const MiB = 1024 * 1024;
 export const bookieConfigSpec = {
   metadataUrl: field.string('', 'etcd://host:port[,host:port] or embedded:///abs/dir; empty runs without registration or GC'),
   cluster: field.string('standalone', 'cluster name (the metadata key prefix)'),
-  dataDir: field.string('./data/bookie', 'where the journal, the ledger segments and the checkpoint live'),
+  dataDir: field.string('./data/bookie', 'where the ledger segments and the checkpoint live (and the journal, unless journalDir)'),
+  journalDir: field.string('', 'the journal\'s directory, ideally on its own disk; default <dataDir>/journal'),
   grpcHost: field.string('0.0.0.0', 'gRPC bind address'),
   grpcPort: field.int(3181, 'gRPC port (0 picks a free one)', { min: 0, max: 65535 }),
   httpHost: field.string('0.0.0.0', 'HTTP bind address (/metrics, /healthz, /readyz)'),
@@ -77,7 +78,7 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
   });
   const metrics = new BookieMetrics(host.metrics);
   const journal = new FileJournal({
-    dir: join(dataDir, 'journal'), groupWaitMs: config.journalGroupWaitMs, maxGroupBytes: config.journalMaxGroupBytes,
+    dir: config.journalDir ? resolve(config.journalDir) : join(dataDir, 'journal'), groupWaitMs: config.journalGroupWaitMs, maxGroupBytes: config.journalMaxGroupBytes,
     maxFileBytes: config.journalMaxFileBytes, logger,
     onSync: (records, bytes, ms) => {
       metrics.fsyncs.inc();

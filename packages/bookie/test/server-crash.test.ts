@@ -97,6 +97,14 @@ describe('crash safety', () => {
       await bookie.restart();
       const after = connect(bookie);
       for (const l of ledgers) await expectAllReadable(after, l, acked.get(l) as Set<number>);
+      // A writer resending what it saw acknowledged (e.g. after reconnecting) is not refused.
+      const resend = after.openStream();
+      for (const l of ledgers) {
+        const last = [...(acked.get(l) as Set<number>)].sort((a, b) => a - b).slice(-50);
+        const results = await resend.addMany(last.map((e) => ({ ledgerId: l, entryId: e, payload: payload(l, e), lastAddConfirmed: e - 1 })));
+        expect(results.map((r) => r.errorCode)).toEqual(last.map(() => ''));
+      }
+      resend.end();
     }
     expect([...acked.values()].every((s) => s.size > 500)).toBe(true);
   });

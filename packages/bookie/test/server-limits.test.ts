@@ -1,5 +1,7 @@
 // Limits of a real bookie process: a stream stops being read past its in-flight limit (and still
 // answers everything in order), and a corrupt request message fails only its own stream.
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BookieProcess } from '../src/testing/bookie-process.js';
@@ -67,5 +69,38 @@ describe('bookie limits', () => {
     expect((await stream.add({ ledgerId: 78, entryId: 0, payload: Buffer.from('still here') })).errorCode).toBe('');
     stream.end();
     expect(bookie.running).toBe(true);
+  });
+});
+
+describe('journal trimming', () => {
+  it('keeps the journal bounded: checkpoints let old journal files go', async () => {
+    const b = await BookieProcess.start({ args: ['--checkpoint-interval-ms', '100', '--journal-max-file-bytes', String(1024 * 1024)] });
+    const c = new RawBookieClient(b.address);
+    try {
+      const stream = c.openStream();
+      // 8 MiB through a journal that rotates every 1 MiB.
+      for (let batch = 0; batch < 8; batch++) {
+        const res = await stream.addMany(
+          Array.from({ length: 64 }, (_, k) => ({ ledgerId: 90, entryId: batch * 64 + k, payload: Buffer.alloc(16 * 1024, k) })),
+        );
+        expect(res.every((r) => r.errorCode === '')).toBe(true);
+      }
+      stream.end();
+      const journalFiles = async () => (await readdir(join(b.dataDir, 'journal'))).filter((f) => f.endsWith('.jnl')).length;
+      const deadline = Date.now() + 10_000;
+      while ((await journalFiles()) > 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await journalFiles()).toBeLessThanOrEqual(2);
+      // Trimmed journal, data intact (from the segments).
+      await b.kill('SIGKILL');
+      await b.restart();
+      const c2 = new RawBookieClient(b.address);
+      expect(await c2.state(90)).toMatchObject({ entryCount: 512, lastEntryId: 511 });
+      const read = await c2.read(90, 500, 511);
+      expect(read.entries.map((e) => e.entryId)).toEqual(Array.from({ length: 12 }, (_, k) => 500 + k));
+      c2.close();
+    } finally {
+      c.close();
+      await b.kill();
+    }
   });
 });

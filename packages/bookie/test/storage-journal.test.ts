@@ -66,6 +66,12 @@ describe('FileJournal', () => {
     await Promise.all([j.append(add(0, 10_000)), ...Array.from({ length: 20 }, (_, e) => j.append(add(e + 1, 1000)))]);
     expect(syncs[0]).toBe(1);
     expect(Math.max(...syncs.slice(1))).toBeLessThanOrEqual(4);
+    await j.close();
+    // Both write paths (the oversized record alone, the groups joined) replay to the same records.
+    const { records } = await replayAll(dir);
+    expect(records.map((r) => (r.type === 'add' ? [r.entryId, r.payload.length] : []))).toEqual([
+      [0, 10_000], ...Array.from({ length: 20 }, (_, e) => [e + 1, 1000]),
+    ]);
   });
 
   it('replays records in order from a position, across files', async () => {
@@ -82,6 +88,17 @@ describe('FileJournal', () => {
     expect(tail.records.map((r) => (r.type === 'add' ? r.entryId : -1))).toEqual(Array.from({ length: 15 }, (_, e) => e + 25));
     const first = all.records[7];
     expect(first?.type === 'add' && first.payload.equals(Buffer.alloc(100, 7))).toBe(true);
+  });
+
+  it('writes groups of large records as they are and replays them intact', async () => {
+    const dir = await tempDir();
+    const { j, syncs } = makeJournal(dir, { groupWaitMs: 5 });
+    await j.open(JOURNAL_START, () => undefined);
+    await Promise.all([0, 1, 2, 3].map((e) => j.append(add(e, 40_000 + e))));
+    expect(syncs).toEqual([4]);
+    await j.close();
+    const { records } = await replayAll(dir);
+    expect(records.map((r) => (r.type === 'add' && r.payload.equals(Buffer.alloc(40_000 + r.entryId, r.entryId)) ? r.entryId : -1))).toEqual([0, 1, 2, 3]);
   });
 
   it('cuts a torn tail and keeps the records before it', async () => {

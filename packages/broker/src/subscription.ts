@@ -303,7 +303,9 @@ export class Subscription {
   private waitForNewEntries(): void {
     if (this.waiting || this.closed) return;
     this.waiting = true;
-    this.ml.waitForEntriesAfter(this.ml.lastConfirmed, { signal: this.abort.signal }).then(
+    // Waits from the cursor's read position: an append landing between the empty read and this call
+    // is then seen at once instead of waited past.
+    this.cursor.waitForEntries({ signal: this.abort.signal }).then(
       () => {
         this.waiting = false;
         this.schedule();

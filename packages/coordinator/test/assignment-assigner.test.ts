@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { createLogger, Random, silentLogger } from '@strata/runtime';
+import { Random, silentLogger } from '@strata/runtime';
 import {
   BundleAssigner, createMetadataStore, EmbeddedMetadataStore, LeaderElector, listAll, namespaceBundles,
   type AssignmentRecord, type LoadReport, type MetadataStore, type PlacementAction, type Session,
@@ -82,7 +82,7 @@ function suite(name: string, setup: () => Promise<Target>): void {
       const store = await target.store();
       const rounds: PlacementAction[][] = [];
       const elector = new LeaderElector({
-        store, election: unique('coordinator'), candidate: 'c1', sessionTtlMs: TTL_MS, logger: createLogger({ level: 'debug' }),
+        store, election: unique('coordinator'), candidate: 'c1', sessionTtlMs: TTL_MS, logger: silentLogger(),
         duties: [new BundleAssigner({ random: new Random(1), tickMs: 100, shedding: false, onRound: (a) => a.length && rounds.push([...a]), ...options })],
       });
       elector.start();
@@ -113,32 +113,48 @@ function suite(name: string, setup: () => Promise<Target>): void {
       cleanups.push(() => idle.stop(), () => busy.stop());
       idle.follow();
       busy.follow();
-      console.log('DBG started brokers');
       const bundles = await namespace(store, { bundles: 4 });
-      console.log('DBG ns');
       await leader();
-      console.log('DBG leader');
       await waitFor('all owned by idle', async () => {
-        console.log('DBG poll');
         const o = await owners(store, bundles);
-        console.log('DBG owners', o);
         return bundles.every((b) => o.get(b) === idle.id) || undefined;
       });
       // Split representation: explicit boundaries give 5 bundles, all assigned too.
       const split = await namespace(store, { bundles: 4, bundleBoundaries: [0, 0x40000000, 0x60000000, 0x80000000, 0xc0000000, 0xffffffff] });
       expect(split).toHaveLength(5);
-      console.log('DBG split');
       await waitFor('split namespace owned', async () => ((await owners(store, split)).size === 5) || undefined);
       // idle dies (session closed, its keys vanish): everything goes to busy, the only live broker.
-      console.log('DBG split owned');
       const diedAt = Date.now();
       await idle.stop();
-      console.log('DBG idle stopped');
       await waitFor('all owned by busy', async () => {
         const o = await owners(store, [...bundles, ...split]);
         return [...bundles, ...split].every((b) => o.get(b) === busy.id) || undefined;
       });
       expect(Date.now() - diedAt).toBeLessThan(TTL_MS);
+    });
+
+    test('a new leader takes over assignment where the old one stopped', async () => {
+      const store = await target.store();
+      const b1 = await FakeBroker.start(unique('b'), store, 0);
+      cleanups.push(() => b1.stop());
+      b1.follow();
+      const election = unique('coordinator');
+      const electors = ['c1', 'c2'].map((candidate) => new LeaderElector({
+        store, election, candidate, sessionTtlMs: TTL_MS, logger: silentLogger(),
+        duties: [new BundleAssigner({ random: new Random(2), tickMs: 100, shedding: false })],
+      }));
+      for (const e of electors) {
+        e.start();
+        cleanups.push(() => e.stop());
+      }
+      const first = await waitFor('a leader', () => electors.find((e) => e.leader));
+      const before = await namespace(store, { bundles: 2 });
+      await waitFor('assigned by the first leader', async () => ((await owners(store, before)).size === 2) || undefined);
+      await first.stop();
+      const second = await waitFor('the other to lead', () => electors.find((e) => e !== first && e.leader));
+      expect(second).not.toBe(first);
+      const after = await namespace(store, { bundles: 3 });
+      await waitFor('assigned by the second leader', async () => ((await owners(store, after)).size === 3) || undefined);
     });
 
     test('load shedding moves one bundle off a broker overloaded for N consecutive reports, then waits', async () => {

@@ -1,3 +1,4 @@
+import { describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,4 +36,28 @@ metadataContract('embedded', 'embedded', async () => {
       await rm(dir, { recursive: true, force: true });
     },
   };
+});
+
+describe('embedded store flush loop', () => {
+  // Regression: a write queued by code that a flushed write resumed (here via a watch event) used to
+  // wait forever, because the flush loop had seen an empty queue but not yet cleared its handle.
+  it('commits a write made by code resumed during a flush', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'strata-embedded-race-'));
+    const store = await EmbeddedMetadataStore.open({ dir, logger: silentLogger() });
+    try {
+      let wake: (() => void) | undefined;
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      await store.watch('trigger', { onEvent: () => wake?.() });
+      const writer = (async () => {
+        await woken;
+        await store.put('after', 'x');
+      })();
+      await store.put('trigger', '1');
+      await Promise.race([writer, new Promise((_, reject) => setTimeout(() => reject(new Error('put never resolved')), 5_000))]);
+      expect((await store.get('after'))?.value.toString()).toBe('x');
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -35,6 +35,7 @@ interface Slot {
  */
 export class BookieService {
   private inFlightBytes = 0;
+  private inFlightAdds = 0;
   private readonly waiting = new Set<() => void>();
   /** Open add streams: `drain()` ends each once its pending adds are answered. */
   private readonly streams = new Set<() => void>();
@@ -88,6 +89,9 @@ export class BookieService {
     let dead = false;
     let paused = false;
     let flushScheduled = false;
+    // Metrics are counted per flush, not per add (prom-client calls cost more than the add's bookkeeping).
+    let okAdds = 0;
+    let okBytes = 0;
 
     const overLimit = () => inFlight >= streamMaxInFlightAdds || this.inFlightBytes >= this.options.maxInFlightBytes;
     const maybeResume = () => {
@@ -107,6 +111,13 @@ export class BookieService {
         slots.splice(0, head);
         head = 0;
       }
+      if (okAdds > 0) {
+        addsOk.inc(okAdds);
+        metrics.addBytes.inc(okBytes);
+        okAdds = 0;
+        okBytes = 0;
+      }
+      metrics.inFlightAdds.set(this.inFlightAdds);
       if (results.length > 0 && !dead) call.write({ results });
       if (ended && head === slots.length && !dead) {
         dead = true;
@@ -121,23 +132,22 @@ export class BookieService {
         const slot: Slot = { result: undefined, bytes: add.payload?.length ?? 0, started: performance.now() };
         slots.push(slot);
         inFlight++;
+        this.inFlightAdds++;
         this.inFlightBytes += slot.bytes;
-        metrics.inFlightAdds.inc();
-        const base = { ledgerId: add.ledgerId, entryId: add.entryId, requestId: add.requestId };
         const complete = (err: unknown) => {
           if (err === undefined) {
-            slot.result = { ...base, errorCode: '', errorMessage: '' };
-            addsOk.inc();
-            metrics.addBytes.inc(slot.bytes);
+            slot.result = { ledgerId: add.ledgerId, entryId: add.entryId, requestId: add.requestId, errorCode: '', errorMessage: '' };
+            okAdds++;
+            okBytes += slot.bytes;
           } else {
             const e = asStrataError(err);
-            slot.result = { ...base, errorCode: e.code, errorMessage: e.message };
+            slot.result = { ledgerId: add.ledgerId, entryId: add.entryId, requestId: add.requestId, errorCode: e.code, errorMessage: e.message };
             metrics.adds.inc({ result: e.code });
             if (e.code === 'INTERNAL') this.logger.error({ err, ledgerId: add.ledgerId, entryId: add.entryId }, 'add failed');
           }
           inFlight--;
+          this.inFlightAdds--;
           this.inFlightBytes -= slot.bytes;
-          metrics.inFlightAdds.dec();
           metrics.addLatency.observe((performance.now() - slot.started) / 1000);
           // One group commit completes many adds at once: answer them in one stream message.
           if (!flushScheduled) {
@@ -150,13 +160,10 @@ export class BookieService {
             });
           }
         };
-        store
-          .add({
-            ledgerId: add.ledgerId, entryId: add.entryId, lastAddConfirmed: add.lastAddConfirmed, payload: add.payload ?? Buffer.alloc(0),
-            crc32c: add.crc32c, recovery: add.recovery,
-          })
-          .then(() => complete(undefined), (err: unknown) => complete(err ?? new Error('add failed')));
+        // The decoded AddEntry is an AddRequest (payload always set: proto defaults); no copy.
+        store.add(add).then(() => complete(undefined), (err: unknown) => complete(err ?? new Error('add failed')));
       }
+      metrics.inFlightAdds.set(this.inFlightAdds);
       if (overLimit() && !paused) {
         paused = true;
         this.waiting.add(maybeResume);

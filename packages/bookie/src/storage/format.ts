@@ -56,6 +56,26 @@ export function encodeJournalRecord(record: JournalRecord): Buffer[] {
   return [head, record.payload];
 }
 
+/** Encodes a record into `buf` at `at` (which must have room); returns the bytes written. */
+export function encodeJournalRecordInto(record: JournalRecord, buf: Buffer, at: number): number {
+  if (record.type === 'fence') {
+    buf.writeUInt32LE(FENCE_BODY, at);
+    buf.writeUInt8(RECORD_FENCE, at + 8);
+    writeU64(buf, at + 9, record.ledgerId);
+    buf.writeUInt32LE(crc32c(buf.subarray(at + 8, at + 8 + FENCE_BODY)), at + 4);
+    return JOURNAL_RECORD_HEADER + FENCE_BODY;
+  }
+  buf.writeUInt32LE(ADD_FIXED + record.payload.length, at);
+  buf.writeUInt8(RECORD_ADD, at + 8);
+  writeU64(buf, at + 9, record.ledgerId);
+  writeU64(buf, at + 17, record.entryId);
+  writeU64(buf, at + 25, record.lastAddConfirmed + 1);
+  buf.writeUInt32LE(record.crc32c >>> 0, at + 33);
+  buf.writeUInt32LE(crc32c(buf.subarray(at + 8, at + 8 + ADD_FIXED)), at + 4);
+  record.payload.copy(buf, at + JOURNAL_RECORD_HEADER + ADD_FIXED);
+  return JOURNAL_RECORD_HEADER + ADD_FIXED + record.payload.length;
+}
+
 export function journalRecordBytes(record: JournalRecord): number {
   return JOURNAL_RECORD_HEADER + (record.type === 'fence' ? FENCE_BODY : ADD_FIXED + record.payload.length);
 }

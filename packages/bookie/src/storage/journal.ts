@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from '@strata/runtime';
 import { BookieUnavailableError } from '../errors.js';
 import {
-  decodeJournalRecord, encodeJournalRecord, journalRecordBytes, numberedName, parseNumberedName, type JournalRecord,
+  decodeJournalRecord, encodeJournalRecord, encodeJournalRecordInto, journalRecordBytes, numberedName, parseNumberedName, type JournalRecord,
 } from './format.js';
 import { fsyncDir } from './fsutil.js';
 
@@ -68,7 +68,7 @@ export interface FileJournalOptions {
 }
 
 interface Pending {
-  buffers: Buffer[];
+  record: JournalRecord;
   bytes: number;
   resolve: (position: JournalPosition) => void;
   reject: (err: unknown) => void;
@@ -124,7 +124,7 @@ export class FileJournal implements Journal {
     if (this.closed || !this.fh) return Promise.reject(new BookieUnavailableError('journal is not open'));
     return new Promise<JournalPosition>((resolve, reject) => {
       const bytes = journalRecordBytes(record);
-      this.queue.push({ buffers: encodeJournalRecord(record), bytes, resolve, reject });
+      this.queue.push({ record, bytes, resolve, reject });
       this.queuedBytes += bytes;
       this.schedule();
     });
@@ -193,13 +193,17 @@ export class FileJournal implements Journal {
       try {
         if (!fh) throw new Error('journal file is not open');
         const started = performance.now();
-        const flat = group.flatMap((p) => p.buffers);
-        let buffers = flat;
-        if (flat.length > 1 && bytes <= this.options.maxGroupBytes) {
+        let buffers: Buffer[];
+        // Small records: encode into one buffer (cheaper than writev bookkeeping); large ones: writev
+        // the payloads where they are (a copy of each would cost more than the iovec).
+        if (bytes <= this.options.maxGroupBytes && bytes / group.length < 16 * 1024) {
+          // Encode straight into the reused buffer: no per-record header allocation, one write.
           this.scratch ??= Buffer.allocUnsafeSlow(this.options.maxGroupBytes);
           let at = 0;
-          for (const b of flat) at += b.copy(this.scratch, at);
+          for (const p of group) at += encodeJournalRecordInto(p.record, this.scratch, at);
           buffers = [this.scratch.subarray(0, bytes)];
+        } else {
+          buffers = group.flatMap((p) => encodeJournalRecord(p.record));
         }
         let written = 0;
         // writev may write less than asked; loop until the whole group is in the file.

@@ -337,10 +337,10 @@ export class SegmentLedgerStorage implements LedgerStorage {
     ledger.lastWriteMs = this.now();
   }
 
-  /** Small buffers joined in the reused scratch buffer (one write, no per-run allocation); big runs as they are. */
+  /** Small buffers joined in the reused scratch buffer (one write, no per-run allocation); large ones go as they are. */
   private joined(buffers: Buffer[], total: number): Buffer[] {
     const limit = 8 * 1024 * 1024;
-    if (buffers.length <= 2 || total > limit) return buffers;
+    if (buffers.length <= 2 || total > limit || total / buffers.length > 8 * 1024) return buffers;
     this.scratch ??= Buffer.allocUnsafeSlow(limit);
     let at = 0;
     for (const b of buffers) at += b.copy(this.scratch, at);
@@ -368,7 +368,8 @@ export class SegmentLedgerStorage implements LedgerStorage {
   private async seal(ledger: Ledger, seg: Segment): Promise<void> {
     await this.closeWriter(ledger, seg);
     seg.sealed = true;
-    if (seg.activeIndex) this.cacheIndex(ledger.id, seg, seg.activeIndex.subarray(0, seg.count * INDEX_RECORD));
+    // A copy, so that the cache holds (and counts) exactly the index, not the growable buffer behind it.
+    if (seg.activeIndex) this.cacheIndex(ledger.id, seg, Buffer.from(seg.activeIndex.subarray(0, seg.count * INDEX_RECORD)));
     seg.activeIndex = undefined;
     if (ledger.active === seg) ledger.active = undefined;
   }

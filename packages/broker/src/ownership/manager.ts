@@ -76,7 +76,7 @@ export class OwnershipManager implements OwnershipView {
   private readonly store: MetadataStore;
   private readonly clock: Clock;
   private readonly random: Random;
-  private readonly logger: Logger;
+  private logger: Logger;
   private readonly owned = new Map<string, Owned>();
   private readonly lostListeners = new Set<(bundle: BundleSpec, reason: BundleEndedError) => void>();
   private readonly changeWaiters = new Set<() => void>();
@@ -85,6 +85,7 @@ export class OwnershipManager implements OwnershipView {
   private sessionLoop: Promise<void> | undefined;
   private reconciling: Promise<void> | undefined;
   private reconcileAgain = false;
+  private reconcileScheduled = false;
   private readonly acquiring = new Set<string>();
   private readonly startedAtMs: number;
   private reportSeq = 0;
@@ -92,6 +93,8 @@ export class OwnershipManager implements OwnershipView {
   private lastCpuAt: number;
   private reportTimer: NodeJS.Timeout | undefined;
   private draining = false;
+  private started = false;
+  private selfValue: BundleOwner;
   private stopping: Promise<void> | undefined;
   private readonly caches: {
     brokers: Cache<BrokerRegistration>; owners: Cache<OwnershipRecord>; assignments: Cache<AssignmentRecord>; policies: Cache<BundlePolicy>;
@@ -99,9 +102,11 @@ export class OwnershipManager implements OwnershipView {
 
   constructor(private readonly options: OwnershipManagerOptions) {
     this.store = options.store;
+    this.selfValue = { ...options.self };
+    this.httpUrl = options.httpUrl;
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? new Random(Math.floor(Math.random() * 2 ** 32));
-    this.logger = options.logger.child({ component: 'ownership', brokerId: options.self.brokerId });
+    this.logger = options.logger.child({ component: 'ownership' });
     this.startedAtMs = this.clock.now();
     this.lastCpuAt = this.clock.monotonic();
     const logger = this.logger;
@@ -115,13 +120,30 @@ export class OwnershipManager implements OwnershipView {
   }
 
   get self(): BundleOwner {
-    return this.options.self;
+    return this.selfValue;
+  }
+
+  /** host:port of the broker's HTTP endpoint, published in its registration (settable any time). */
+  httpUrl: string | undefined;
+
+  /** Settable until start() (the composition root learns its bound address after the server starts). */
+  set self(value: BundleOwner) {
+    if (this.started) throw new StrataError(ErrorCode.INTERNAL, 'broker identity cannot change after start', { retriable: false });
+    this.selfValue = value;
   }
 
   /** Starts the session, registers, fills the caches and begins acquiring what is assigned here. */
   async start(): Promise<void> {
-    await this.newSession();
-    await Promise.all(Object.values(this.caches).map((c) => c.start()));
+    if (!this.selfValue.brokerId || !this.selfValue.url) throw new StrataError(ErrorCode.CONFIG, 'broker id and url must be set before start', { retriable: false });
+    this.started = true;
+    this.logger = this.options.logger.child({ component: 'ownership', brokerId: this.selfValue.brokerId });
+    try {
+      await this.newSession();
+      await Promise.all(Object.values(this.caches).map((c) => c.start()));
+    } catch (err) {
+      await this.stop({ drain: false });
+      throw err;
+    }
     this.reportTimer = setInterval(() => void this.register(), this.options.loadReportIntervalMs ?? 5_000);
     this.reportTimer.unref();
     this.reconcile();
@@ -184,6 +206,16 @@ export class OwnershipManager implements OwnershipView {
     return bundleForHash(namespaceBundles(topic.namespaceName, policy, this.options.defaultBundles ?? 4), topicHash(topic));
   }
 
+  /**
+   * The signal a loaded topic is tied to: aborts when this broker stops owning the topic's bundle
+   * (reason BundleEndedError: `lost` = close at once; `released` = graceful, `target` is the new owner).
+   * Undefined when the bundle is not owned here now (do not load the topic).
+   */
+  async topicSignal(topic: TopicName): Promise<AbortSignal | undefined> {
+    const spec = await this.bundleOfTopic(topic);
+    return spec && this.isOwned(spec.id) ? this.bundleSignal(spec.id) : undefined;
+  }
+
   /** Synchronous, exact check before acting as owner (e.g. before persisting): owned, alive, not unloading. */
   isOwned(bundleId: string): boolean {
     const o = this.owned.get(bundleId);
@@ -219,7 +251,9 @@ export class OwnershipManager implements OwnershipView {
    * assignment, then unloads (onUnload with the target, release). Returns the target, undefined if none.
    */
   async requestUnload(bundleId: string, targetBrokerId?: string): Promise<BundleOwner | undefined> {
-    const target = targetBrokerId ? this.liveBroker(targetBrokerId) : this.pickTarget(new Set([this.self.brokerId]));
+    // Works on any broker: the owner (this one or another) obeys the assignment.
+    const owner = this.owned.has(bundleId) ? this.self.brokerId : this.caches.owners.get(ownershipKey(bundleId))?.value.brokerId;
+    const target = targetBrokerId ? this.liveBroker(targetBrokerId) : this.pickTarget(new Set(owner ? [owner] : []));
     if (targetBrokerId && !target) throw new StrataError(ErrorCode.NOT_FOUND, `broker ${targetBrokerId} is not live`, { retriable: false });
     if (target) await this.writeAssignment(bundleId, target, 'unload');
     if (this.owned.has(bundleId)) await this.unload(bundleId, target);
@@ -277,15 +311,26 @@ export class OwnershipManager implements OwnershipView {
     });
   }
 
+  /** Wakes `ownerOf` waiters on a later macrotask: they must not run (and write) inside a store watch callback. */
   private changed(): void {
-    for (const w of [...this.changeWaiters]) w();
+    if (this.changeWaiters.size === 0) return;
+    setImmediate(() => {
+      for (const w of [...this.changeWaiters]) w();
+    });
   }
 
   private async newSession(): Promise<void> {
     const session = await this.store.createSession({ ttlMs: this.options.sessionTtlMs });
     this.session = session;
     session.signal.addEventListener('abort', () => this.sessionEnded(session), { once: true });
-    await this.register(true);
+    try {
+      await this.register(true);
+    } catch (err) {
+      // Unregistered sessions are useless: drop it so that the caller's retry makes a new one.
+      this.session = undefined;
+      await session.close().catch(() => undefined);
+      throw err;
+    }
     this.logger.info({ sessionId: session.id }, 'broker registered');
   }
 
@@ -296,12 +341,12 @@ export class OwnershipManager implements OwnershipView {
     if (this.stopController.signal.aborted) return;
     this.logger.error({ reason: String(reason) }, 'metadata session lost: every bundle dropped; registering again');
     this.sessionLoop ??= (async () => {
-      for (let attempt = 0; !this.stopController.signal.aborted; attempt++) {
+      // Loops until a session is alive at the check, so a loss right after re-registering is not missed.
+      for (let attempt = 0; !this.stopController.signal.aborted && !this.session?.isAlive(); attempt++) {
         try {
           await sleep(backoffMs(attempt, { initialMs: 100, maxMs: 5_000 }, () => this.random.next()), this.stopController.signal);
           await this.newSession();
           this.reconcile();
-          return;
         } catch (err) {
           if (!this.stopController.signal.aborted) this.logger.warn({ err, attempt }, 'new session failed; retrying');
         }
@@ -356,7 +401,7 @@ export class OwnershipManager implements OwnershipView {
       bundleCount: this.owned.size,
     };
     const reg: BrokerRegistration = {
-      id: this.self.brokerId, url: this.self.url, httpUrl: this.options.httpUrl, startedAtMs: this.startedAtMs, draining: this.draining, load,
+      id: this.self.brokerId, url: this.self.url, httpUrl: this.httpUrl, startedAtMs: this.startedAtMs, draining: this.draining, load,
     };
     try {
       await this.store.put(brokerKey(this.self.brokerId), JSON.stringify(reg), { session });
@@ -366,8 +411,21 @@ export class OwnershipManager implements OwnershipView {
     }
   }
 
-  /** Serialised: acquires bundles assigned here, unloads bundles assigned elsewhere or gone. */
+  /**
+   * Serialised and coalesced: acquires bundles assigned here, unloads bundles assigned elsewhere or gone.
+   * Runs on a later macrotask, so a burst of watch events makes one pass and no store call is made from
+   * inside a watch callback.
+   */
   private reconcile(): void {
+    if (this.reconcileScheduled) return;
+    this.reconcileScheduled = true;
+    setImmediate(() => {
+      this.reconcileScheduled = false;
+      this.reconcileNow();
+    });
+  }
+
+  private reconcileNow(): void {
     if (this.reconciling) {
       this.reconcileAgain = true;
       return;

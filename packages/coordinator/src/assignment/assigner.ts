@@ -51,9 +51,17 @@ export class BundleAssigner implements LeaderDuty {
     const logger = context.logger.child({ component: 'bundle-assigner' });
     let wake: (() => void) | undefined;
     let dirty = true;
+    // Changes come in bursts (a dead broker's keys vanish in one revision): one round after the burst.
+    // Deferring to a macrotask also keeps store writes out of the store's watch callbacks.
+    let poked = false;
     const poke = () => {
       dirty = true;
-      wake?.();
+      if (poked) return;
+      poked = true;
+      setImmediate(() => {
+        poked = false;
+        wake?.();
+      });
     };
     const caches = {
       brokers: new PrefixCache<BrokerRegistration>({ store, prefix: BROKERS_PREFIX, logger, decode: (v) => parseJson(v), onChange: poke }),
@@ -69,17 +77,13 @@ export class BundleAssigner implements LeaderDuty {
       while (!signal.aborted) {
         if (dirty) {
           dirty = false;
-          logger.debug('DBG round start');
           const snapshot = this.snapshot(caches, logger);
-          logger.debug({ n: snapshot.bundles.length }, 'DBG snapshot');
           shedder?.observe(snapshot.brokers);
           const actions = planAssignments(snapshot, this.placement, this.options.random);
           const shed = actions.length === 0 ? shedder?.plan(snapshot, this.placement) : undefined;
           if (shed) actions.push(shed);
-          logger.debug({ actions }, 'DBG planned');
           await this.execute(store, actions, caches.brokers, logger, signal);
           this.options.onRound?.(actions);
-          logger.debug('DBG round end');
         }
         if (dirty) continue;
         await new Promise<void>((resolve) => {

@@ -211,8 +211,19 @@ export class EmbeddedMetadataStore implements MetadataStore {
       this.queue.push({ frame: frame(Buffer.from(JSON.stringify(record))), revision: record.r, events, resolve, reject });
     });
     this.lastPending = done.catch(() => undefined);
-    this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
+    this.startFlush();
     return done.then(() => record.r);
+  }
+
+  /**
+   * Starts the flush loop unless it runs. Code resumed by a flushed write can queue a new one after the
+   * loop saw an empty queue but before `flushing` was cleared; the restart in `finally` catches it.
+   */
+  private startFlush(): void {
+    this.flushing ??= this.flush().finally(() => {
+      this.flushing = undefined;
+      if (this.queue.length > 0 && !this.failed) this.startFlush();
+    });
   }
 
   /** Group commit: everything queued goes out in one write and one fdatasync. */
