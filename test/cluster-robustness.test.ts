@@ -12,13 +12,13 @@ import { admin, runScenario, type ScenarioResult } from './robustness/scenario.j
 const NAMESPACE = 'public/robust';
 const CURSOR_FLUSH_MS = 1000;
 const BROKER_SESSION_TTL_MS = 10_000;
-/** The long form: STRATA_ROBUSTNESS_ROUNDS=5 STRATA_ROBUSTNESS_RATE=100 (CI runs 1 round at 40 msg/s per producer). */
+/** The long form: e.g. STRATA_ROBUSTNESS_ROUNDS=4 STRATA_ROBUSTNESS_RATE=100 (CI runs 1 round at 40 msg/s per producer). */
 const ROUNDS = Number(process.env.STRATA_ROBUSTNESS_ROUNDS ?? 1);
 const RATE = Number(process.env.STRATA_ROBUSTNESS_RATE ?? 40);
 const SCENARIO_TIMEOUT_MS = 240_000 * ROUNDS;
-/** Log level of the cluster's processes (their logs are in the cluster's dir; STRATA_KEEP_TEST_DIRS=1 keeps it). */
 /** Dedup on (the default) makes "stored twice" a failure; STRATA_ROBUSTNESS_DEDUP=false shows what it prevents. */
 const DEDUP = process.env.STRATA_ROBUSTNESS_DEDUP !== 'false';
+/** Log level of the cluster's processes (their logs are in the cluster's dir; STRATA_KEEP_TEST_DIRS=1 keeps it). */
 const LOG_LEVEL = process.env.STRATA_ROBUSTNESS_LOG_LEVEL ?? 'warn';
 
 console.log(`cluster-robustness: STRATA_SEED=${baseSeed()} (replay: STRATA_SEED=${baseSeed()} npx vitest run test/cluster-robustness.test.ts)`);
@@ -30,7 +30,7 @@ function expectClean(result: ScenarioResult): void {
     expect(sub.acknowledged, `${where}: nothing was acknowledged`).toBeGreaterThan(0);
     expect(sub.lost, `${where}: acknowledged but never delivered`).toEqual([]);
     expect(sub.phantom, `${where}: delivered but never sent`).toEqual([]);
-    // Dedup is on: a producer's resend must not be stored a second time (redeliveries are allowed).
+    // With dedup on, a producer's resend must not be stored a second time (redeliveries are allowed).
     if (DEDUP) expect(sub.storedTwice, `${where}: stored twice despite dedup`).toEqual([]);
     if (sub.ordered) expect(sub.reordered, `${where}: order per producer (per key on KeyShared)`).toEqual([]);
   }

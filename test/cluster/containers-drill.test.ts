@@ -3,6 +3,9 @@
 // `docker kill` where Kubernetes would force-delete a pod. Each drill must recover (a send is
 // acknowledged again) and lose no acknowledged message.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerCluster, type ContainerCluster } from './containers-harness.js';
@@ -35,6 +38,8 @@ interface DrillReport {
 
 describe.skipIf(skip !== '')('failover drills on a container cluster', () => {
   let cluster: ContainerCluster;
+  // The drills' logs (load, tracer, probes, read-back), kept with STRATA_KEEP_TEST_DIRS=1.
+  const workDir = mkdtempSync(join(tmpdir(), 'strata-drills-'));
 
   beforeAll(async () => {
     const built = spawnSync('bash', ['scripts/build-image.sh'], { cwd: root, encoding: 'utf8', timeout: 300_000 });
@@ -44,6 +49,7 @@ describe.skipIf(skip !== '')('failover drills on a container cluster', () => {
 
   afterAll(async () => {
     await cluster?.stop();
+    if (process.env.STRATA_KEEP_TEST_DIRS !== '1') rmSync(workDir, { recursive: true, force: true });
   }, 120_000);
 
   function drill(name: string): DrillReport {
@@ -62,6 +68,7 @@ describe.skipIf(skip !== '')('failover drills on a container cluster', () => {
         VERIFY_SECONDS: process.env.VERIFY_SECONDS ?? '20',
         GRACE_SECONDS: '30',
         DRILL_ID: `${name}-${process.pid}`,
+        WORK_DIR: mkdtempSync(join(workDir, `${name}-`)),
       },
     });
     console.log(`drill ${name}:\n${out.stderr}\n${out.stdout}`);

@@ -76,6 +76,12 @@ export function hostDir(id: string, name: string, dataDirs: string[]): string {
   return dir;
 }
 
+/** Removes whatever container of cluster `id` is left (one that failed to stop, or a drill's toolbox). */
+function removeLabelled(id: string): void {
+  const ids = spawnSync('docker', ['ps', '-aq', '--filter', `label=strata.cluster=${id}`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  if (ids.length) spawnSync('docker', ['rm', '-f', ...ids]);
+}
+
 const labels = (id: string, role: string) => ({ 'strata.role': role, 'strata.cluster': id });
 
 /** Starts etcd members together (a member is ready only once a quorum runs) with --pre-vote. */
@@ -155,6 +161,7 @@ export async function startContainerCluster(options: ContainerClusterOptions = {
   const dataDirs: string[] = [];
   const stop = async () => {
     await Promise.allSettled(started.map((c) => c.stop({ timeout: 1_000, remove: true })));
+    removeLabelled(id);
     await network.stop().catch(() => undefined);
     for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
   };
@@ -353,6 +360,7 @@ export class ContainerScenarioCluster implements Cluster {
     const dataDirs: string[] = [];
     const cleanup = async () => {
       await Promise.allSettled(containers.map((c) => c.stop({ timeout: 1_000, remove: true })));
+      removeLabelled(id);
       docker('network', 'rm', id);
       for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
     };

@@ -179,11 +179,15 @@ export function rounds(n: number, rng: Random, make: (rng: Random) => FaultStep[
   return out;
 }
 
-/** kill -9 a bookie taking adds, and while it is down kill -9 the broker too (ledger recovery with a bookie missing). */
+/**
+ * kill -9 a bookie taking adds, and while it is down kill -9 the broker too, 0-1.5 s later: before or
+ * after the writer changed the ensemble, so the new broker recovers the ledger with a bookie of its
+ * last ensemble missing, or with the changed ensemble in its metadata.
+ */
 export function bookieThenBrokerKill(cluster: Cluster, rng: Random, log: Log): FaultStep[] {
   const [killBookie, restartBookie] = bookieKill(cluster, rng, log) as [FaultStep, FaultStep];
   const broker = cluster.brokers[0]!;
-  const brokerAt = killBookie.atMs + rng.int(500, 1500);
+  const brokerAt = killBookie.atMs + rng.int(0, 1500);
   const brokerDown = rng.int(500, 1500);
   return [
     killBookie,

@@ -12,7 +12,7 @@ const clients: RawBookieClient[] = [];
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
-  for (const b of started.splice(0)) await b.kill();
+  for (const b of started.splice(0).reverse()) await b.destroy();
 });
 
 async function startBookie(args: string[] = []): Promise<BookieProcess> {

@@ -18,7 +18,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   client?.close();
-  await bookie?.kill();
+  await bookie?.destroy();
 });
 
 async function inFlightGauge(): Promise<number> {
@@ -100,7 +100,7 @@ describe('journal trimming', () => {
       c2.close();
     } finally {
       c.close();
-      await b.kill();
+      await b.destroy();
     }
   });
 });

@@ -22,7 +22,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
-  for (const b of started.splice(0)) await b.kill();
+  for (const b of started.splice(0).reverse()) await b.destroy();
 });
 
 afterAll(async () => {

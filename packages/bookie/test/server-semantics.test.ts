@@ -17,7 +17,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   client?.close();
-  await bookie?.kill();
+  await bookie?.destroy();
 });
 
 describe('bookie server', () => {

@@ -1,8 +1,8 @@
 import type { Clock, Logger, Random } from '@strata/runtime';
-import type { OwnershipView } from './bundles.js';
+import type { BundleOwner, OwnershipView } from './bundles.js';
 import { publishTimeOf } from './codec.js';
 import { ConsumerBusyError, InvalidRequestError, NotFoundError, NotOwnerError, ServiceNotReadyError, TooManyRequestsError } from './errors.js';
-import { TopicName } from './names.js';
+import { topicHash, TopicName } from './names.js';
 import { NonPersistentTopic } from './non-persistent-topic.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { NamespacePolicies, NamespaceResources } from './resources.js';
@@ -35,8 +35,11 @@ export interface BrokerServiceOptions {
  */
 export class BrokerService {
   private readonly topics = new Map<string, Promise<Topic>>();
+  /** Topics loaded and open (for synchronous rate sums). */
+  private readonly open = new Set<Topic>();
   private readonly logger: Logger;
   private stopped = false;
+  private draining = false;
 
   constructor(
     readonly factory: ManagedLedgerFactory,
@@ -67,9 +70,15 @@ export class BrokerService {
     this.topics.set(key, loading);
     try {
       const topic = await loading;
-      topic.closedSignal.addEventListener('abort', () => {
+      const forget = () => {
+        this.open.delete(topic);
         if (this.topics.get(key) === loading) this.topics.delete(key);
-      }, { once: true });
+      };
+      if (topic.closedSignal.aborted) forget();
+      else {
+        this.open.add(topic);
+        topic.closedSignal.addEventListener('abort', forget, { once: true });
+      }
       return topic;
     } catch (err) {
       if (this.topics.get(key) === loading) this.topics.delete(key);
@@ -143,6 +152,36 @@ export class BrokerService {
     return chosen.length;
   }
 
+  /** Message rates summed over the open topics (the load report's input). */
+  rates(): { msgRateIn: number; msgRateOut: number } {
+    let msgRateIn = 0;
+    let msgRateOut = 0;
+    for (const t of this.open) {
+      const s = t.stats('');
+      msgRateIn += Number(s.msgRateIn ?? 0);
+      msgRateOut += Number(s.msgRateOut ?? 0);
+    }
+    return { msgRateIn, msgRateOut };
+  }
+
+  /**
+   * Graceful unload of a bundle's topics (the ownership layer calls it before releasing the bundle):
+   * stop accepting, finish in-flight writes, close ledgers, and tell clients `target` in Closed.
+   * `end` is exclusive except for the last bundle (0xffffffff inclusive).
+   */
+  async unloadBundle(bundle: { namespace: string; start: number; end: number }, target: BundleOwner | undefined): Promise<void> {
+    await this.unloadTopics((name) => {
+      if (name.namespaceName !== bundle.namespace) return false;
+      const h = topicHash(name);
+      return h >= bundle.start && (h < bundle.end || (bundle.end === 0xffffffff && h === 0xffffffff));
+    }, { reason: this.draining ? 'broker stopping: bundle handed over' : 'bundle unloaded', redirectBrokerUrl: target?.url });
+  }
+
+  /** The broker is shutting down: bundles unloaded from now on are handed over because of it (the Closed reason says so). */
+  beginDrain(): void {
+    this.draining = true;
+  }
+
   /** Closes every loaded topic (their streams get Closed). */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -156,7 +195,32 @@ export class BrokerService {
 
   private async load(name: TopicName, create: boolean): Promise<Topic> {
     const owner = await this.ownership.ownerOf(name);
-    if (!owner?.isMine) throw new NotOwnerError(name.toString());
+    if (!owner) {
+      await this.resources.getPolicies(name.namespaceName); // NOT_FOUND for a namespace that does not exist
+      throw new ServiceNotReadyError(`no broker owns the bundle of ${name} yet; retry`);
+    }
+    if (!owner.isMine) throw new NotOwnerError(name.toString());
+    const bundleSignal = this.ownership.topicSignal ? await this.ownership.topicSignal(name) : undefined;
+    if (this.ownership.topicSignal && !bundleSignal) throw new NotOwnerError(name.toString());
+    const topic = await this.loadOwned(name, create);
+    if (bundleSignal) {
+      // The topic lives as long as this broker owns its bundle: `lost` closes it at once (appends are
+      // refused synchronously by close), `released` is a graceful unload with the new owner's address.
+      const onEnd = () => {
+        const r = bundleSignal.reason as { kind?: string; target?: BundleOwner } | undefined;
+        const reason = r?.kind === 'released' ? 'bundle unloaded' : 'bundle ownership lost';
+        void topic.close(reason, { redirectBrokerUrl: r?.target?.url }).catch((err: unknown) => this.logger.warn({ err, topic: name.toString() }, 'topic close failed'));
+      };
+      if (bundleSignal.aborted) onEnd();
+      else {
+        bundleSignal.addEventListener('abort', onEnd, { once: true });
+        topic.closedSignal.addEventListener('abort', () => bundleSignal.removeEventListener('abort', onEnd), { once: true });
+      }
+    }
+    return topic;
+  }
+
+  private async loadOwned(name: TopicName, create: boolean): Promise<Topic> {
     const policies = await this.resources.getPolicies(name.namespaceName);
     if (!name.isPartition && (await this.resources.getPartitions(name)) > 0) {
       throw new InvalidRequestError(`${name} is a partitioned topic: use its partitions (${name}-partition-N)`);

@@ -58,12 +58,24 @@ export interface OwnershipView {
   ownerOf(topic: TopicName, options?: { signal?: AbortSignal }): Promise<(BundleOwner & { isMine: boolean }) | undefined>;
   /** This broker's identity. */
   readonly self: BundleOwner;
+  /**
+   * The signal a topic loaded now is tied to: it aborts when this broker stops owning the topic's
+   * bundle (reason: the ownership layer's BundleEndedError, with `kind` and `target`). Undefined when
+   * the bundle is not owned here at this moment (the topic must not load).
+   */
+  topicSignal?(topic: TopicName): Promise<AbortSignal | undefined>;
 }
 
 /** One broker owns everything (standalone, and until the ownership issue lands). */
 export class SingleBrokerOwnership implements OwnershipView {
+  private readonly never = new AbortController().signal;
+
   /** Set once the broker knows its bound address. */
   constructor(public self: BundleOwner) {}
+
+  async topicSignal(): Promise<AbortSignal> {
+    return this.never;
+  }
 
   async ownerOf(): Promise<BundleOwner & { isMine: boolean }> {
     return { ...this.self, isMine: true };

@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { toGrpcError, type Logger } from '@strata/runtime';
 import type { BrokerService } from './broker-service.js';
-import { bundleOf, computeBundles, formatRange } from './bundles.js';
+import { bundleForHash, namespaceBundles, splitBoundaries, type BundleSpec } from '@strata/coordinator';
 import { handleConsume } from './consumer-stream.js';
 import { InvalidRequestError, NotFoundError, ServiceNotReadyError, UnimplementedError } from './errors.js';
 import type { AdminHandlers } from './generated/strata/broker/v1/Admin.js';
@@ -9,7 +9,8 @@ import type { BrokerHandlers } from './generated/strata/broker/v1/Broker.js';
 import type { NamespacePolicies as PoliciesMessage } from './generated/strata/broker/v1/NamespacePolicies.js';
 import type { NamespacePolicies__Output } from './generated/strata/broker/v1/NamespacePolicies.js';
 import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
-import { parseNamespace, TopicName } from './names.js';
+import { parseNamespace, topicHash, TopicName } from './names.js';
+import type { OwnershipManager } from './ownership/index.js';
 import { handleProduce, type PublishLimiter } from './producer-stream.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { NamespacePolicies } from './resources.js';
@@ -21,6 +22,8 @@ export interface GrpcContext {
   maxMessageBytes: number;
   logger: Logger;
   metrics?: BrokerMetrics;
+  /** Bundle ownership (admin list/unload); without it every bundle is reported as this broker's. */
+  ownership?: OwnershipManager;
 }
 
 /** Unary handler: the one place a thrown error becomes a gRPC status (+ domain code trailer). */
@@ -42,7 +45,10 @@ export function brokerHandlers(ctx: GrpcContext): BrokerHandlers {
     Lookup: unary(logger, 'Lookup', async (req) => {
       const name = TopicName.parse(req.topic);
       const owner = await service.ownership.ownerOf(name);
-      if (!owner) throw new ServiceNotReadyError(`no broker owns the bundle of ${name} yet; retry`);
+      if (!owner) {
+        await service.resources.getPolicies(name.namespaceName); // NOT_FOUND for a namespace that does not exist
+        throw new ServiceNotReadyError(`no broker owns the bundle of ${name} yet; retry`);
+      }
       return { brokerUrl: owner.url, authoritative: true };
     }),
     GetPartitionedTopicMetadata: unary(logger, 'GetPartitionedTopicMetadata', async (req) => {
@@ -63,9 +69,12 @@ export function adminHandlers(ctx: GrpcContext): AdminHandlers {
   // Read at call time: the broker learns its address when it binds.
   const me = () => service.ownership.self;
   const u = <Req, Res>(name: string, fn: (req: Req) => Promise<Res>) => unary(logger, name, fn);
-  const notYet = (what: string) => u(what, async () => {
-    throw new UnimplementedError(what);
-  });
+  const findBundle = async (namespace: string, range: string): Promise<BundleSpec> => {
+    const ns = parseNamespace(namespace);
+    const found = bundlesOf(ns.name, await resources.getPolicies(ns.name)).find((b) => rangeOf(b) === range);
+    if (!found) throw new NotFoundError(`bundle ${range} of ${ns.name} (ListBundles shows the current ranges)`);
+    return found;
+  };
 
   const listTopics = async (namespace: string): Promise<string[]> => {
     const ns = parseNamespace(namespace);
@@ -181,19 +190,39 @@ export function adminHandlers(ctx: GrpcContext): AdminHandlers {
     }),
     ListBundles: u('ListBundles', async (req) => {
       const ns = parseNamespace(req.namespace);
-      const policies = await resources.getPolicies(ns.name);
+      const owners = ctx.ownership?.owners();
       return {
-        bundles: computeBundles(ns.name, policies.bundles).map((b) => ({ namespace: ns.name, range: formatRange(b), ownerBrokerId: me().brokerId, ownerUrl: me().url })),
+        bundles: bundlesOf(ns.name, await resources.getPolicies(ns.name)).map((b) => {
+          const owner = owners ? owners.get(b.id) : me();
+          return { namespace: ns.name, range: rangeOf(b), ownerBrokerId: owner?.brokerId ?? '', ownerUrl: owner?.url ?? '' };
+        }),
       };
     }),
     LookupBundle: u('LookupBundle', async (req) => {
       const name = TopicName.parse(req.topic);
       const policies = await resources.getPolicies(name.namespaceName);
       const owner = await service.ownership.ownerOf(name);
-      return { namespace: name.namespaceName, range: formatRange(bundleOf(name, policies.bundles)), ownerBrokerId: owner?.brokerId ?? '', ownerUrl: owner?.url ?? '' };
+      const bundle = bundleForHash(bundlesOf(name.namespaceName, policies), topicHash(name)) as BundleSpec;
+      return { namespace: name.namespaceName, range: rangeOf(bundle), ownerBrokerId: owner?.brokerId ?? '', ownerUrl: owner?.url ?? '' };
     }),
-    UnloadBundle: notYet('UnloadBundle'),
-    SplitBundle: notYet('SplitBundle'),
+    UnloadBundle: u('UnloadBundle', async (req) => {
+      if (!ctx.ownership) throw new UnimplementedError('UnloadBundle without bundle ownership');
+      const bundle = await findBundle(req.namespace, req.range);
+      // Any broker can take the request: it writes the assignment, and the owner obeys it (decision 0062).
+      await ctx.ownership.requestUnload(bundle.id, req.destinationBrokerId || undefined);
+      return {};
+    }),
+    SplitBundle: u('SplitBundle', async (req) => {
+      const bundle = await findBundle(req.namespace, req.range);
+      const current = await resources.getPolicies(bundle.namespace);
+      const all = bundlesOf(bundle.namespace, current);
+      const boundaries = [...all.map((b) => b.start), (all[all.length - 1] as BundleSpec).end];
+      const next = splitBoundaries(boundaries, bundle.start);
+      if (!next) throw new InvalidRequestError(`bundle ${bundle.id} cannot be split further`);
+      // One CAS write of the policy (decision 0061): the owner unloads the old range, the coordinator assigns the halves.
+      await resources.setPolicies(bundle.namespace, { ...current, bundleBoundaries: next, bundles: next.length - 1 });
+      return {};
+    }),
   };
 }
 
@@ -212,5 +241,15 @@ function fromMessage(p: NamespacePolicies__Output): Partial<NamespacePolicies> {
 }
 
 function toMessage(p: NamespacePolicies): PoliciesMessage {
-  return { ...p };
+  const { bundleBoundaries: _split, ...rest } = p;
+  return rest;
+}
+
+function bundlesOf(namespace: string, p: NamespacePolicies): BundleSpec[] {
+  return namespaceBundles(namespace, { bundles: p.bundles, bundleBoundaries: p.bundleBoundaries });
+}
+
+/** "0x00000000_0x40000000": the bundle id without its namespace. */
+function rangeOf(b: BundleSpec): string {
+  return b.id.slice(b.namespace.length + 1);
 }

@@ -3,6 +3,7 @@ export { BrokerService, type BrokerServiceOptions } from './broker-service.js';
 export {
   bundleOf, computeBundles, formatRange, SingleBrokerOwnership, type BundleOwner, type BundleRange, type OwnershipView,
 } from './bundles.js';
+export { BundleEndedError, OwnershipManager, type OwnershipManagerOptions } from './ownership/index.js';
 export { DEFAULT_NAMESPACE, DEFAULT_TENANT, parseNamespace, topicHash, TopicName, type TopicDomain } from './names.js';
 export { KEY_HASH_SLOTS, keyHashOf } from './subscription.js';
 export { NON_PERSISTENT_LEDGER_ID } from './non-persistent-topic.js';

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { BookieLedgerClient, type LedgerClient } from '@strata/bookie';
-import { createMetadataStore, type MetadataStore, type Session } from '@strata/coordinator';
+import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
 import {
   field, Lifecycle, loadProtos, Random, ServiceHost, systemClock, type Clock, type Component, type ConfigValues, type Logger,
 } from '@strata/runtime';
 import { BrokerService } from './broker-service.js';
-import { SingleBrokerOwnership } from './bundles.js';
 import type { ProtoGrpcType as AdminProto } from './generated/admin.js';
 import type { ProtoGrpcType as BrokerProto } from './generated/broker.js';
 import { adminHandlers, brokerHandlers } from './grpc-services.js';
+import { OwnershipManager } from './ownership/index.js';
 import { BrokerMetrics } from './metrics.js';
 import { PublishLimiter } from './producer-stream.js';
 import { NamespaceResources, type NamespacePolicies } from './resources.js';
@@ -46,7 +46,10 @@ export const brokerConfigSpec = {
   managedLedgerMinRolloverMs: field.int(10 * 60_000, 'never roll a ledger by entries/size before it is this old', { min: 0 }),
   managedLedgerCacheBytes: field.int(256 * MiB, 'entry cache for tailing reads, shared by all topics (0 disables)', { min: 0 }),
   cursorFlushIntervalMs: field.int(1000, 'acknowledgements are persisted at most this often (the window a crash can redeliver)', { min: 10 }),
-  sessionTtlMs: field.int(10_000, 'metadata session TTL: the broker registration vanishes this long after the broker dies', { min: 2_000 }),
+  sessionTtlMs: field.int(3_000, 'metadata session TTL: a dead broker\'s bundles are reassigned this long after it dies (decision 0064)', { min: 2_000 }),
+  loadReportIntervalMs: field.int(5_000, 'how often the broker refreshes its load report in brokers/<id>', { min: 100 }),
+  acquireWaitMs: field.int(2_000, 'a lookup of a bundle nobody owns yet waits this long for its acquisition before answering "retry"', { min: 0 }),
+  unloadTimeoutMs: field.int(10_000, 'a graceful bundle unload (close its topics) may take this long before the bundle is released anyway', { min: 100 }),
   logLevel: field.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const, 'info', 'log level'),
 };
 
@@ -69,13 +72,15 @@ export interface RunningBroker {
   /** host:port clients use. */
   readonly advertisedAddress: string;
   readonly service: BrokerService;
+  readonly ownership: OwnershipManager;
   stop(): Promise<void>;
 }
 
 /**
  * The broker's composition root: metadata store, ledger client, namespace defaults, managed ledger
- * factory, the Broker and Admin gRPC services on a ServiceHost, and the broker's session under
- * `brokers/<id>`. Starts in that order and stops in reverse (topics close first, so streams get Closed).
+ * factory, the Broker and Admin gRPC services on a ServiceHost, and bundle ownership (its session,
+ * `brokers/<id>`, acquisitions: docs/ownership.md). Starts in that order and stops in reverse: the
+ * ownership stop drains (hands every bundle to another broker, clients get Closed with a redirect).
  */
 export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promise<RunningBroker> {
   const logger = deps.logger;
@@ -90,12 +95,10 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
     role: 'broker', grpcHost: config.grpcHost, grpcPort: config.grpcPort, httpHost: config.httpHost, httpPort: config.httpPort,
     maxMessageBytes: config.maxMessageBytes + MiB, logger,
   });
-  const ownership = new SingleBrokerOwnership({ brokerId: config.brokerId, url: config.advertisedAddress });
   let metadata = deps.metadata;
   let ledgerClient = deps.ledgerClient;
   let service: BrokerService | undefined;
-  let session: Session | undefined;
-  let stopping = false;
+  let ownership: OwnershipManager | undefined;
   const defaultPolicies: NamespacePolicies = {
     deduplicationEnabled: false, retentionTimeMinutes: 0, retentionSizeMb: 0, messageTtlSeconds: 0, bundles: config.defaultBundles,
     ensembleSize: 0, writeQuorum: 0, ackQuorum: 0,
@@ -134,6 +137,15 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
         { entryCacheSizeBytes: config.managedLedgerCacheBytes, cursorFlushIntervalMs: config.cursorFlushIntervalMs },
       );
       await factory.start();
+      ownership = new OwnershipManager({
+        store: metadata as MetadataStore,
+        self: { brokerId: config.brokerId, url: config.advertisedAddress },
+        sessionTtlMs: config.sessionTtlMs, defaultBundles: config.defaultBundles, loadReportIntervalMs: config.loadReportIntervalMs,
+        acquireWaitMs: config.acquireWaitMs, unloadTimeoutMs: config.unloadTimeoutMs,
+        rates: () => service?.rates() ?? { msgRateIn: 0, msgRateOut: 0 },
+        onUnload: (bundle, target) => (service as BrokerService).unloadBundle(bundle, target),
+        logger, clock, random,
+      });
       service = new BrokerService(factory, resources, ownership, {
         allowAutoTopicCreation: config.allowAutoTopicCreation, maxMessageBytes: config.maxMessageBytes, maxTopics: config.maxTopics,
         readAheadEntries: config.dispatchReadAheadEntries, readMaxBytes: 5 * MiB, maxRedeliveryPositions: config.maxRedeliveryPositions,
@@ -157,7 +169,7 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
     start: async () => {
       const ctx = {
         service: service as BrokerService, limiter, maxPendingPerProducer: config.maxPendingPublishesPerProducer,
-        maxMessageBytes: config.maxMessageBytes, logger, metrics,
+        maxMessageBytes: config.maxMessageBytes, logger, metrics, ownership,
       };
       const brokerProto = loadProtos<BrokerProto>(['strata/broker/v1/broker.proto']);
       const adminProto = loadProtos<AdminProto>(['strata/broker/v1/admin.proto']);
@@ -166,7 +178,10 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
       const ports = await host.start();
       const h = config.grpcHost === '0.0.0.0' || config.grpcHost === '::' ? '127.0.0.1' : config.grpcHost;
       const url = config.advertisedAddress || `${h}:${ports.grpcPort}`;
-      ownership.self = { brokerId: config.brokerId || url, url };
+      const m = ownership as OwnershipManager;
+      m.self = { brokerId: config.brokerId || url, url };
+      const hh = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? h : config.httpHost;
+      m.httpUrl = `${hh}:${ports.httpPort}`;
     },
     // Topics close before the server stops, so their streams get a Closed event.
     stop: async () => {
@@ -174,21 +189,14 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
       await host.stop(2_000);
     },
   });
+  // Registers brokers/<id> on its own session, acquires what the coordinator assigns here. After
+  // service-host, so that the drain on stop (SIGTERM) runs while streams can still get Closed events.
   components.push({
-    name: 'registration',
-    start: async () => {
-      const m = metadata as MetadataStore;
-      session = await m.createSession({ ttlMs: config.sessionTtlMs });
-      session.signal.addEventListener('abort', () => {
-        if (stopping) return;
-        logger.error({ reason: String(session?.signal.reason) }, 'metadata session lost: not ready');
-        host.setReady(false, 'metadata session lost');
-      }, { once: true });
-      await m.put(`brokers/${ownership.self.brokerId}`, JSON.stringify({ url: ownership.self.url, startedAtMs: clock.now() }), { session });
-    },
+    name: 'ownership',
+    start: () => (ownership as OwnershipManager).start(),
     stop: async () => {
-      stopping = true;
-      await session?.close().catch((err: unknown) => logger.warn({ err }, 'session close failed'));
+      service?.beginDrain();
+      await (ownership as OwnershipManager).stop({ drain: true });
     },
   });
   components.push({
@@ -197,13 +205,15 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
     stop: async () => host.setReady(false, 'stopping'),
   });
   await lifecycle.start(components);
-  logger.info({ brokerId: ownership.self.brokerId, url: ownership.self.url }, 'broker started');
+  const m = ownership as OwnershipManager;
+  logger.info({ brokerId: m.self.brokerId, url: m.self.url }, 'broker started');
   return {
     grpcPort: host.ports.grpcPort,
     httpPort: host.ports.httpPort,
-    brokerId: ownership.self.brokerId,
-    advertisedAddress: ownership.self.url,
+    brokerId: m.self.brokerId,
+    advertisedAddress: m.self.url,
     service: service as BrokerService,
+    ownership: m,
     stop: () => lifecycle.stop(),
   };
 }

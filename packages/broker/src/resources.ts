@@ -1,4 +1,4 @@
-import type { MetadataStore } from '@strata/coordinator';
+import { namespaceBundles, type MetadataStore } from '@strata/coordinator';
 import { type Logger } from '@strata/runtime';
 import { AlreadyExistsError, ConsumerBusyError, InvalidRequestError, NotFoundError } from './errors.js';
 import { checkTenantName, DEFAULT_NAMESPACE, DEFAULT_TENANT, parseNamespace, TopicName } from './names.js';
@@ -24,6 +24,11 @@ export interface NamespacePolicies {
   /** 0: no TTL. */
   messageTtlSeconds: number;
   bundles: number;
+  /**
+   * Split bundles (decision 0061): n+1 strictly rising hash boundaries from 0 to 0xffffffff; when set
+   * they win over `bundles` (kept equal to n). Written by the admin SplitBundle.
+   */
+  bundleBoundaries?: number[];
   /** Ledger quorums for the namespace's topics; 0 = the broker's configured default. */
   ensembleSize: number;
   writeQuorum: number;
@@ -160,11 +165,17 @@ export class NamespaceResources {
     intIn(p.retentionTimeMinutes, -1, Number.MAX_SAFE_INTEGER, 'retentionTimeMinutes');
     intIn(p.retentionSizeMb, -1, Number.MAX_SAFE_INTEGER, 'retentionSizeMb');
     intIn(p.messageTtlSeconds, 0, 0xffffffff, 'messageTtlSeconds');
-    return {
+    const out: NamespacePolicies = {
       deduplicationEnabled: Boolean(p.deduplicationEnabled), retentionTimeMinutes: p.retentionTimeMinutes,
       retentionSizeMb: p.retentionSizeMb, messageTtlSeconds: p.messageTtlSeconds, bundles: p.bundles,
       ensembleSize: p.ensembleSize, writeQuorum: p.writeQuorum, ackQuorum: p.ackQuorum,
     };
+    if (p.bundleBoundaries !== undefined) {
+      // Throws a typed INVALID_ARGUMENT for malformed boundaries; brokers and the coordinator derive bundles from them.
+      out.bundleBoundaries = [...p.bundleBoundaries];
+      out.bundles = namespaceBundles('policy', out).length;
+    }
+    return out;
   }
 
   /** Returns false when the key already existed. */

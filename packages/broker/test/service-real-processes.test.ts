@@ -4,8 +4,8 @@ import { freePorts, spawnRole, type ChildProcessHandle } from '@strata/runtime/t
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminClient, brokerClient, call, sleep, TestConsumer, TestProducer } from './helpers.js';
 
-// Real processes: etcd, two bookies (fsync'd journals), and the broker started from the built
-// `strata` bin, then killed with SIGKILL and started again.
+// Real processes: etcd, two bookies (fsync'd journals), a coordinator (assigns bundles), and the broker
+// started from the built `strata` bin, then killed with SIGKILL and started again.
 const CLUSTER = 'broker-real';
 let etcd: EtcdCluster;
 let bookies: BookieProcesses;
@@ -21,10 +21,31 @@ async function startBrokerProcess(): Promise<{ proc: ChildProcessHandle; address
   return { proc, address: `127.0.0.1:${grpcPort}` };
 }
 
+/** Waits until the broker at `address` answers lookups of `topic` with itself (its bundle is assigned and acquired). */
+async function waitOwned(address: string, topic: string): Promise<void> {
+  const client = brokerClient(address);
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const res = await call<{ topic: string }, { brokerUrl: string }>(client, 'Lookup', { topic }).catch(() => undefined);
+      if (res?.brokerUrl === address) return;
+      if (Date.now() > deadline) throw new Error(`${address} does not own ${topic} after 30 s`);
+      await sleep(100);
+    }
+  } finally {
+    client.close();
+  }
+}
+
 beforeAll(async () => {
   etcd = await EtcdCluster.start();
   bookies = await BookieProcesses.create({ metadataUrl: etcd.url, cluster: CLUSTER });
   await Promise.all(['b1', 'b2'].map((id) => bookies.start(id)));
+  const [grpcPort, httpPort] = await freePorts(2);
+  procs.push(await spawnRole('coordinator', {
+    'metadata-url': etcd.url, cluster: CLUSTER, 'grpc-host': '127.0.0.1', 'grpc-port': grpcPort!, 'http-host': '127.0.0.1',
+    'http-port': httpPort!, 'log-level': 'warn',
+  }, { httpPort: httpPort! }));
 }, 120_000);
 
 afterAll(async () => {
@@ -37,6 +58,7 @@ describe('broker as a real process over real bookies and etcd', () => {
   it('kill -9 the broker: every acknowledged message survives, acked ones stay acked, order kept', async () => {
     const topic = `persistent://public/default/kill9-${Date.now().toString(36)}`;
     const first = await startBrokerProcess();
+    await waitOwned(first.address, topic);
     const client = brokerClient(first.address);
     const p = new TestProducer(client);
     expect((await p.open(topic)).opened).toBeTruthy();
@@ -54,6 +76,8 @@ describe('broker as a real process over real bookies and etcd', () => {
     client.close();
 
     const second = await startBrokerProcess();
+    // The dead broker's bundles are reassigned once its session expires (2 s TTL).
+    await waitOwned(second.address, topic);
     const client2 = brokerClient(second.address);
     const c2 = new TestConsumer(client2);
     await c2.subscribe({ topic, subscription: 'durable', type: 'EXCLUSIVE_SUB' }, 1000);
@@ -69,6 +93,8 @@ describe('broker as a real process over real bookies and etcd', () => {
     p2.close();
     c2.close();
     client2.close();
+    // Only this test's brokers may own bundles in the next test.
+    await second.proc.stop();
   });
 
   it('kill -9 with deduplication on: resends after the restart are not stored twice', async () => {
@@ -78,6 +104,7 @@ describe('broker as a real process over real bookies and etcd', () => {
     await call(admin, 'CreateNamespace', { namespace: ns, policies: { deduplicationEnabled: true } });
     admin.close();
     const topic = `persistent://${ns}/t`;
+    await waitOwned(first.address, topic);
     const client = brokerClient(first.address);
     const p = new TestProducer(client);
     await p.open(topic, { producerName: 'real-p' });
@@ -87,6 +114,7 @@ describe('broker as a real process over real bookies and etcd', () => {
     client.close();
 
     const second = await startBrokerProcess();
+    await waitOwned(second.address, topic);
     const client2 = brokerClient(second.address);
     const p2 = new TestProducer(client2);
     expect((await p2.open(topic, { producerName: 'real-p' })).opened!.lastSequenceId).toBe(99);

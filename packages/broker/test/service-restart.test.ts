@@ -83,8 +83,10 @@ describe('state across a broker restart (new broker instance, same metadata and 
     const dup = await p.sendAndWait('m9-again', { sequenceId: 9 });
     expect(dup.receipt!.messageId!.ledgerId).toBe(-1);
 
-    // "Crash": a second broker takes over the same topic without the first one stopping cleanly.
+    // "Crash": the first broker's session ends without a drain (its bundles are dropped, not handed
+    // over), and a second broker takes over the same topic.
     const { client: client2 } = await start();
+    await brokers[0]!.broker.ownership.stop({ drain: false });
     const p2 = new TestProducer(client2);
     const opened = await p2.open(topic, { producerName: 'p1' });
     expect(opened.opened!.lastSequenceId).toBe(9);

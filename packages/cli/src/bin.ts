@@ -4,9 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { registerClientCommands } from '@strata/client/cli';
 import { Command } from 'commander';
-import { roles } from './roles.js';
 import { runRole } from './run-role.js';
-import { standaloneConfigSpec, startStandalone } from './standalone.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -27,18 +25,30 @@ function roleCommand(name: string, summary: string, run: (argv: string[]) => Pro
     .action(async (flags: string[]) => run(flags));
 }
 
-roleCommand('standalone', 'run a coordinator, a broker and two bookies in one process, for development', (argv) =>
-  runRole({ name: 'standalone', summary: 'A one-machine Strata for development and the quick start.', spec: standaloneConfigSpec }, argv, async (config, logger) => {
+// Server code is imported only when a server command runs, so client commands start fast.
+roleCommand('standalone', 'run a coordinator, a broker and two bookies in one process, for development', async (argv) => {
+  const { standaloneConfigSpec, startStandalone } = await import('./standalone.js');
+  await runRole({ name: 'standalone', summary: 'A one-machine Strata for development and the quick start.', spec: standaloneConfigSpec }, argv, async (config, logger) => {
     const running = await startStandalone(config as Parameters<typeof startStandalone>[0], logger);
     process.stdout.write(
       `\nStrata standalone is ready.\n  service URL: ${running.serviceUrl}\n  metrics:     http://${String(config.host)}:${running.httpPort}/metrics\n` +
         `  try:         npx strata produce my-topic -m hello   and   npx strata consume my-topic -s sub -p Earliest -n 0\n\n`,
     );
     return running;
-  }),
-);
-for (const role of roles) {
-  roleCommand(role.name, role.summary, (argv) => runRole(role, argv, (config, logger) => role.start(config, { logger })));
+  });
+});
+const serverRoles = {
+  broker: 'serve topics to clients (stateless; data lives on bookies)',
+  bookie: 'store ledgers on local disk (append-only, fsynced, fenced)',
+  coordinator: 'elect a leader and run cluster duties (bundle assignment, auto-recovery)',
+};
+for (const [name, summary] of Object.entries(serverRoles)) {
+  roleCommand(name, summary, async (argv) => {
+    const { roles } = await import('./roles.js');
+    const role = roles.find((r) => r.name === name);
+    if (!role) throw new Error(`unknown role ${name}`);
+    await runRole(role, argv, (config, logger) => role.start(config, { logger }));
+  });
 }
 registerClientCommands(program);
 

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { autoRecoveryConfigSpec, autoRecoveryDuty, bookieConfigSpec, startBookie } from '@strata/bookie';
 import { brokerConfigSpec, startBroker } from '@strata/broker';
-import { coordinatorConfigSpec, startCoordinator } from '@strata/coordinator';
+import { BundleAssigner, coordinatorConfigSpec, startCoordinator } from '@strata/coordinator';
+import { Random } from '@strata/runtime';
 import type { ConfigSpec, ConfigValues, Logger } from '@strata/runtime';
 import type { MetadataStore } from '@strata/coordinator';
 
@@ -28,14 +30,24 @@ export interface Role {
   start(config: any, deps: RoleDeps): Promise<RunningRole>;
 }
 
+/** Bundle assignment (docs/ownership.md): without it no broker ever owns a bundle. */
+function bundleAssignerDuty(config: CoordinatorRoleConfig): BundleAssigner {
+  return new BundleAssigner({
+    random: new Random(randomBytes(4).readUInt32LE(0)), defaultBundles: config.defaultBundles,
+    placement: { assignTimeoutMs: config.assignTimeoutMs }, shedding: config.loadSheddingEnabled ? {} : false,
+  });
+}
+
 export const roles: readonly Role[] = [
   { name: 'broker', summary: 'serve topics to clients (stateless; data lives on bookies)', spec: brokerConfigSpec, start: startBroker },
   { name: 'bookie', summary: 'store ledgers on local disk (append-only, fsynced, fenced)', spec: bookieConfigSpec, start: startBookie },
   {
     name: 'coordinator',
-    summary: 'elect a leader and run cluster duties (auto-recovery of lost bookies)',
+    summary: 'elect a leader and run cluster duties (bundle assignment, auto-recovery of lost bookies)',
     spec: coordinatorRoleSpec,
     start: (config: CoordinatorRoleConfig, deps: RoleDeps) =>
-      startCoordinator(config, { ...deps, leaderDuties: config.autoRecoveryEnabled ? [autoRecoveryDuty(config)] : [] }),
+      startCoordinator(config, {
+        ...deps, leaderDuties: [bundleAssignerDuty(config), ...(config.autoRecoveryEnabled ? [autoRecoveryDuty(config)] : [])],
+      }),
   },
 ];

@@ -2,10 +2,12 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge } from 'prom-client';
-import { field, Lifecycle, loadProtos, ServiceHost, toGrpcError, type ConfigValues, type Logger } from '@strata/runtime';
+import { randomBytes } from 'node:crypto';
+import { field, Lifecycle, loadProtos, Random, ServiceHost, toGrpcError, type ConfigValues, type Logger } from '@strata/runtime';
 import type { ProtoGrpcType } from './generated/coordinator.js';
 import type { CoordinatorHandlers } from './generated/strata/coordinator/v1/Coordinator.js';
 import { LeaderElector, type LeaderDuty } from './leader.js';
+import { BundleAssigner } from './assignment/index.js';
 import { createMetadataStore } from './metadata/factory.js';
 import type { MetadataStore } from './metadata/store.js';
 
@@ -23,16 +25,27 @@ export const coordinatorConfigSpec = {
   httpHost: field.string('0.0.0.0', 'HTTP bind address (/metrics, /healthz, /readyz)'),
   httpPort: field.int(8090, 'HTTP port (0 picks a free one)', { min: 0, max: 65535 }),
   sessionTtlMs: field.int(5_000, 'metadata session TTL: a dead leader is replaced within about this long', { min: 2_000, max: 120_000 }),
+  defaultBundles: field.int(4, 'bundles of a namespace whose policies do not say (must equal the brokers\' --default-bundles)', { min: 1, max: 1024 }),
+  assignTimeoutMs: field.int(10_000, 'a bundle assigned but still unowned after this long is assigned to another broker', { min: 500 }),
+  loadSheddingEnabled: field.boolean(true, 'move bundles away from brokers persistently above the average load'),
   logLevel: field.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const, 'info', 'log level'),
 };
 
 export type CoordinatorConfig = ConfigValues<typeof coordinatorConfigSpec>;
 
+/** The bundle assignment leader duty as configured (docs/ownership.md); composed into the coordinator role. */
+export function bundleAssignerDuty(config: Pick<CoordinatorConfig, 'defaultBundles' | 'assignTimeoutMs' | 'loadSheddingEnabled'>): LeaderDuty {
+  return new BundleAssigner({
+    random: new Random(randomBytes(4).readUInt32LE(0)), defaultBundles: config.defaultBundles,
+    placement: { assignTimeoutMs: config.assignTimeoutMs }, shedding: config.loadSheddingEnabled ? {} : false,
+  });
+}
+
 export interface CoordinatorDeps {
   logger: Logger;
   /** A store to use; otherwise one is made from `metadataUrl` (and closed on stop). */
   metadata?: MetadataStore;
-  /** Work run only while this coordinator leads (later issues add bundle assignment, auto-recovery). */
+  /** Work run only while this coordinator leads; default: bundle assignment (`bundleAssignerDuty`). */
   leaderDuties?: readonly LeaderDuty[];
 }
 
@@ -121,7 +134,7 @@ export async function startCoordinator(config: CoordinatorConfig, deps: Coordina
       start: async () => {
         elector = new LeaderElector({
           store: metadata as MetadataStore, election: COORDINATOR_ELECTION, candidate: coordinatorId,
-          sessionTtlMs: config.sessionTtlMs, duties: deps.leaderDuties ?? [], logger,
+          sessionTtlMs: config.sessionTtlMs, duties: deps.leaderDuties ?? [bundleAssignerDuty(config)], logger,
           onChange: ({ connected, leader }) => {
             connectedGauge.set(connected ? 1 : 0);
             if (leader && !wasLeader) termsCounter.inc();

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -33,11 +33,16 @@ export class BookieProcess {
   httpPort = 0;
   bookieId = '';
 
-  private constructor(readonly dataDir: string, private readonly options: BookieProcessOptions) {}
+  private constructor(
+    readonly dataDir: string,
+    private readonly options: BookieProcessOptions,
+    /** Whether dataDir is a temp dir this object made (and destroy() removes). */
+    private readonly ownsDataDir: boolean,
+  ) {}
 
   static async start(options: BookieProcessOptions = {}): Promise<BookieProcess> {
     const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'strata-bookie-')));
-    const p = new BookieProcess(dataDir, options);
+    const p = new BookieProcess(dataDir, options, options.dataDir === undefined);
     await p.launch(options.grpcPort ?? 0);
     return p;
   }
@@ -105,6 +110,12 @@ export class BookieProcess {
   /** SIGTERM: a clean stop (checkpoint, deregistration). */
   async stop(): Promise<void> {
     await this.kill('SIGTERM');
+  }
+
+  /** SIGKILL and remove the temp data dir if this object made it. For afterEach/afterAll. */
+  async destroy(): Promise<void> {
+    await this.kill();
+    if (this.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
   }
 
   pause(): void {

@@ -91,6 +91,7 @@ export class OwnershipManager implements OwnershipView {
   private reportSeq = 0;
   private lastCpu = cpuUsage();
   private lastCpuAt: number;
+  private cpuPercent = 0;
   private reportTimer: NodeJS.Timeout | undefined;
   private draining = false;
   private started = false;
@@ -185,10 +186,10 @@ export class OwnershipManager implements OwnershipView {
     for (;;) {
       const answer = this.answer(spec);
       if (answer) return answer;
-      // Unowned but assigned to us: the acquisition is a moment away, answer then rather than bounce the client.
-      const assigned = this.caches.assignments.get(assignmentKey(spec.id))?.value.brokerId === this.self.brokerId;
+      // Unowned: an acquisition (by us or by the broker it is or is about to be assigned to) is usually a
+      // moment away; answer then rather than bounce the client into a retry loop.
       const left = deadline - this.clock.monotonic();
-      if (!assigned || left <= 0 || this.draining || options.signal?.aborted) return undefined;
+      if (left <= 0 || this.draining || options.signal?.aborted) return undefined;
       await this.waitForChange(Math.min(left, 100), options.signal);
     }
   }
@@ -389,14 +390,19 @@ export class OwnershipManager implements OwnershipView {
     const session = this.session;
     if (!session?.isAlive()) return;
     const now = this.clock.monotonic();
-    const cpu = cpuUsage(this.lastCpu);
-    const elapsedMs = Math.max(1, now - this.lastCpuAt);
-    this.lastCpu = cpuUsage();
-    this.lastCpuAt = now;
+    const elapsedMs = now - this.lastCpuAt;
+    // CPU over a window under a second is noise (a start-up burst reads as 100 %) and would steer
+    // placement: keep the last value until a full second has passed.
+    if (elapsedMs >= 1_000) {
+      const cpu = cpuUsage(this.lastCpu);
+      this.cpuPercent = round(((cpu.user + cpu.system) / 1000 / elapsedMs) * 100);
+      this.lastCpu = cpuUsage();
+      this.lastCpuAt = now;
+    }
     const rss = memoryUsage.rss();
     const rates = this.options.rates?.() ?? { msgRateIn: 0, msgRateOut: 0 };
     const load: LoadReport = {
-      seq: ++this.reportSeq, atMs: this.clock.now(), cpuPercent: round(((cpu.user + cpu.system) / 1000 / elapsedMs) * 100),
+      seq: ++this.reportSeq, atMs: this.clock.now(), cpuPercent: this.cpuPercent,
       memoryPercent: round((rss / totalmem()) * 100), memoryRssBytes: rss, msgRateIn: round(rates.msgRateIn), msgRateOut: round(rates.msgRateOut),
       bundleCount: this.owned.size,
     };

@@ -2,8 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InMemoryLedgerClient, InMemoryLedgerCluster } from '@strata/bookie/testing';
-import { EmbeddedMetadataStore, type MetadataStore } from '@strata/coordinator';
-import { createLogger, silentLogger, type Logger } from '@strata/runtime';
+import { randomBytes } from 'node:crypto';
+import { BundleAssigner, EmbeddedMetadataStore, LeaderElector, namespaceBundles, type MetadataStore } from '@strata/coordinator';
+import { createLogger, Random, silentLogger, sleep, type Logger } from '@strata/runtime';
 import { brokerConfigSpec, startBroker, type BrokerConfig, type RunningBroker } from '../main.js';
 
 export interface TestBrokerOptions {
@@ -14,6 +15,12 @@ export interface TestBrokerOptions {
   /** Reuse the in-memory "bookies" (to restart a broker on the same data); else a fresh cluster. */
   ledgerCluster?: InMemoryLedgerCluster;
   logger?: Logger;
+  /**
+   * Run a coordinator leader election with the BundleAssigner duty next to the broker (default true),
+   * as `strata standalone` does: without an assigner nothing is ever owned. Several test brokers on one
+   * store each campaign; one leads.
+   */
+  assigner?: boolean;
 }
 
 export interface TestBroker {
@@ -48,12 +55,28 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
     cursorFlushIntervalMs: 100, ...options.config,
   };
   const ledgerClient = new InMemoryLedgerClient({ cluster: ledgerCluster });
-  const broker = await startBroker(config, { logger, metadata, ledgerClient });
+  let elector: LeaderElector | undefined;
+  if (options.assigner !== false) {
+    elector = new LeaderElector({
+      store: metadata, election: 'coordinator', candidate: `test-${randomBytes(4).toString('hex')}`, sessionTtlMs: 5_000, logger,
+      duties: [new BundleAssigner({ random: new Random(randomBytes(4).readUInt32LE(0)), defaultBundles: config.defaultBundles })],
+    });
+    elector.start();
+  }
+  let broker: RunningBroker;
+  try {
+    broker = await startBroker(config, { logger, metadata, ledgerClient });
+    if (elector) await waitForDefaultBundles(broker);
+  } catch (err) {
+    await elector?.stop();
+    throw err;
+  }
   const ownedMetadata = !options.metadata;
   return {
     broker, address: broker.advertisedAddress, metadata, ledgerCluster,
     stop: async () => {
       await broker.stop();
+      await elector?.stop();
       await ledgerClient.close();
       if (ownedMetadata) {
         await metadata.close();
@@ -61,4 +84,18 @@ export async function startTestBroker(options: TestBrokerOptions = {}): Promise<
       }
     },
   };
+}
+
+/**
+ * Waits (up to 20 s) until every bundle of public/default has an owner, so a test's first request does
+ * not meet SERVICE_NOT_READY. A lone broker owns them all; with several, they are spread.
+ */
+async function waitForDefaultBundles(broker: RunningBroker): Promise<void> {
+  const p = await broker.service.resources.getPolicies('public/default');
+  const ids = namespaceBundles('public/default', { bundles: p.bundles, bundleBoundaries: p.bundleBoundaries }).map((b) => b.id);
+  const deadline = Date.now() + 20_000;
+  while (!ids.every((id) => broker.ownership.owners().has(id))) {
+    if (Date.now() > deadline) throw new Error('bundles of public/default were not assigned within 20 s');
+    await sleep(20);
+  }
 }
