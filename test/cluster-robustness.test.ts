@@ -55,7 +55,9 @@ describe('robustness: a real process cluster under faults', () => {
     });
     console.log(`cluster ${cluster.name}: logs in ${cluster.logDir} (kept with STRATA_KEEP_TEST_DIRS=1)`);
     await admin(cluster, 'namespaces', 'create', NAMESPACE);
-    await admin(cluster, 'namespaces', 'policies', 'set', NAMESPACE, '--deduplication', String(DEDUP));
+    // Infinite retention: without it, ledgers every subscription has acknowledged are trimmed, and the
+    // read-back (a fresh subscription from the earliest message) could not see them.
+    await admin(cluster, 'namespaces', 'policies', 'set', NAMESPACE, '--deduplication', String(DEDUP), '--retention-time-minutes', '-1', '--retention-size-mb', '-1');
     console.log(`${NAMESPACE} policies: ${(await admin(cluster, 'namespaces', 'policies', 'get', NAMESPACE, '--json')).replace(/\s+/g, ' ')}`);
   }, 300_000);
 

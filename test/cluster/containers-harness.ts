@@ -347,13 +347,15 @@ export class ContainerScenarioCluster implements Cluster {
   static async start(options: ContainerScenarioClusterOptions = {}): Promise<ContainerScenarioCluster> {
     const id = `strata-${randomUUID().slice(0, 8)}`;
     const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
-    // A /24 of our own; retried when it overlaps a network that exists.
+    // A /24 of our own, outside Docker's default address pools (172.17-31.0.0/16, 192.168.0.0/16),
+    // which networks created without a subnet (testcontainers' Network) take whole /16s of; retried
+    // when it overlaps a network that exists.
     let subnet = '';
     for (let attempt = 0; attempt < 20 && !subnet; attempt++) {
-      const candidate = `172.31.${Math.floor(Math.random() * 256)}`;
+      const candidate = `10.234.${Math.floor(Math.random() * 256)}`;
       if (docker('network', 'create', '--subnet', `${candidate}.0/24`, '--label', `strata.cluster=${id}`, id).status === 0) subnet = candidate;
     }
-    if (!subnet) throw new Error('could not create a docker network with a free 172.31.x.0/24 subnet');
+    if (!subnet) throw new Error('could not create a docker network with a free 10.234.x.0/24 subnet');
     let nextHost = 10;
     const ipOf = () => `${subnet}.${nextHost++}`;
     const containers: StartedTestContainer[] = [];

@@ -35,6 +35,10 @@ const defaultLog = (line: string) => console.log(line);
 export async function runScenario(options: ScenarioOptions): Promise<ScenarioResult> {
   const log = options.log ?? defaultLog;
   log(`[${options.name}] STRATA_SEED=${baseSeed()} (scenario seed ${scenarioSeed(options.name)}), topic ${options.topic}, schedule:\n${describeSchedule(options.schedule)}`);
+  // The read-back needs the whole topic: without retention, ledgers every subscription acknowledged
+  // are trimmed (as designed) and would look lost to a fresh subscription. Other policies stay.
+  const namespace = options.topic.replace(/^persistent:\/\//, '').split('/').slice(0, 2).join('/');
+  await admin(options.cluster, 'namespaces', 'policies', 'set', namespace, '--retention-time-minutes', '-1', '--retention-size-mb', '-1');
   const clientLogFile = options.logDir ? join(options.logDir, `client-${options.topic.split('/').pop()}.log`) : undefined;
   const workload = new Workload({ serviceUrl: options.cluster.serviceUrl, topic: options.topic, log, clientLogFile, ...options.workload });
   try {

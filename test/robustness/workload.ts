@@ -90,6 +90,7 @@ export class Workload {
   private consuming = false;
   private readonly log: (line: string) => void;
   private readonly opts: Required<Omit<WorkloadOptions, 'log' | 'clientLogFile'>>;
+  private readonly logFile: ReturnType<typeof pino.destination> | undefined;
 
   constructor(options: WorkloadOptions) {
     this.opts = {
@@ -97,8 +98,9 @@ export class Workload {
       subscriptions: SUBSCRIPTION_TYPES, ...options,
     };
     this.log = options.log ?? (() => undefined);
+    this.logFile = options.clientLogFile ? pino.destination({ dest: options.clientLogFile, sync: true }) : undefined;
+    const logger = this.logFile ? pino({ level: 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, this.logFile) : undefined;
     // Generous deadlines and a short backoff ceiling: a fault lasts seconds and the machine is loaded.
-    const logger = options.clientLogFile ? pino({ level: 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: options.clientLogFile, sync: true })) : undefined;
     this.client = new Client({
       serviceUrl: options.serviceUrl, operationTimeoutSeconds: 60, initialBackoffIntervalMs: 100, maxBackoffIntervalMs: 2000, ...(logger ? { logger } : {}),
     });
@@ -259,6 +261,7 @@ export class Workload {
     this.consuming = false;
     await Promise.all(this.consumerLoops);
     await this.client.close().catch(() => undefined);
+    this.logFile?.end();
   }
 }
 
