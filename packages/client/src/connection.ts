@@ -1,4 +1,4 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { ClientError, ClientErrorCode, fromGrpcError } from './errors.js';
 import type { Logger } from './logger.js';
 import { createBrokerClients, type AdminClient, type BrokerClient } from './protocol.js';
@@ -30,19 +30,33 @@ export class ConnectionPool {
   ) {}
 
   /**
-   * The connection to `address`, once its channel is connected: fails with UNAVAILABLE when the
-   * broker cannot be reached within connectionTimeoutMs (instead of letting each call wait).
+   * The connection to `address`, once its channel is connected. Fails fast with UNAVAILABLE when the
+   * connection attempt fails (a dead broker refuses at once), and at the latest after
+   * connectionTimeoutMs: the caller's reconnect loop then backs off and looks the topic up again,
+   * instead of waiting on an address the lookup named before the broker's session expired.
    */
   async connect(address: string): Promise<BrokerConnection> {
-    const conn = this.get(address);
     const waitMs = Math.min(this.connectionTimeoutMs, this.operationTimeoutMs);
-    await new Promise<void>((resolve, reject) => {
-      conn.broker.waitForReady(Date.now() + waitMs, (err) => {
-        if (err) reject(new ClientError(ClientErrorCode.UNAVAILABLE, `cannot connect to broker ${conn.address} within ${waitMs} ms`, { cause: err }));
-        else resolve();
-      });
-    });
-    return conn;
+    const deadline = Date.now() + waitMs;
+    // Twice: a channel may still show an earlier failure; a fresh channel tries again at once.
+    for (let attempt = 0; ; attempt++) {
+      const conn = this.get(address);
+      const state = await settledState(conn, deadline);
+      if (state === grpc.connectivityState.READY) return conn;
+      this.evict(conn);
+      if (attempt >= 1 || state !== grpc.connectivityState.TRANSIENT_FAILURE) {
+        const why = state === grpc.connectivityState.TRANSIENT_FAILURE ? 'connection failed' : `not connected within ${waitMs} ms`;
+        throw new ClientError(ClientErrorCode.UNAVAILABLE, `cannot connect to broker ${conn.address}: ${why}`);
+      }
+    }
+  }
+
+  /** Drops a failed channel so that the next use opens a new one (calls still on it fail and retry). */
+  private evict(conn: BrokerConnection): void {
+    if (this.#connections.get(conn.address) !== conn) return;
+    this.#connections.delete(conn.address);
+    conn.broker.close();
+    this.logger.debug({ broker: conn.address }, 'dropped failed broker channel');
   }
 
   get(address: string): BrokerConnection {
@@ -117,5 +131,24 @@ export function unary<T>(
       if (err) reject(fromGrpcError(err));
       else resolve(res as T);
     }, { deadline: Date.now() + timeoutMs });
+  });
+}
+
+/**
+ * Waits until the channel is READY or has failed a connection attempt (TRANSIENT_FAILURE); returns the
+ * state then, or the current state at the deadline.
+ */
+function settledState(conn: BrokerConnection, deadline: number): Promise<grpc.connectivityState> {
+  const channel = conn.broker.getChannel();
+  return new Promise((resolve) => {
+    const check = () => {
+      const state = channel.getConnectivityState(true);
+      if (state === grpc.connectivityState.READY || state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN || Date.now() >= deadline) {
+        resolve(state);
+        return;
+      }
+      channel.watchConnectivityState(state, deadline, () => check());
+    };
+    check();
   });
 }
