@@ -14,7 +14,7 @@ import { compareMessageIds, Message, MessageId } from './message.js';
 import { checkStringMap, type Producer, type ProducerConfig } from './producer.js';
 import { decodeMessageBatch } from './protocol.js';
 import { fullTopicName, namespaceOf, partitionTopicName } from './topic.js';
-import { Backoff, PendingRequests, Queue, sleep } from './util.js';
+import { Backoff, PendingRequests, Queue, reconnectLoop, sleep } from './util.js';
 
 export type SubscriptionType = 'Exclusive' | 'Shared' | 'KeyShared' | 'Failover';
 export type InitialPosition = 'Latest' | 'Earliest';
@@ -490,18 +490,14 @@ export class TopicConsumer {
     if (this.#reconnecting) return;
     this.#reconnecting = true;
     try {
-      let first = true;
-      while (this.#state === 'connecting') {
-        if (!(first && redirect)) await sleep(this.#backoff.next(), this.#stopped.signal).catch(() => undefined);
-        first = false;
-        if (this.#state !== 'connecting') break;
-        try {
-          await this.#connectOnce(redirect);
-        } catch (err) {
-          this.#log.warn({ err, attempt: this.#backoff.attempts }, 'consumer reconnect failed');
-          redirect = undefined;
-        }
-      }
+      await reconnectLoop({
+        redirect,
+        backoff: this.#backoff,
+        signal: this.#stopped.signal,
+        stillConnecting: () => this.#state === 'connecting',
+        connectOnce: (to) => this.#connectOnce(to),
+        onFailure: (err, attempt) => this.#log.warn({ err, attempt }, 'consumer reconnect failed'),
+      });
     } finally {
       this.#reconnecting = false;
     }

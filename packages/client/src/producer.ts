@@ -12,7 +12,7 @@ import { encodeMessageBatch, type SingleMessage } from './protocol.js';
 import type { ProducerCommand } from './generated/strata/broker/v1/ProducerCommand.js';
 import type { ProducerEvent__Output } from './generated/strata/broker/v1/ProducerEvent.js';
 import { fullTopicName, partitionTopicName } from './topic.js';
-import { Backoff, deferred, PendingRequests, sleep, type Deferred } from './util.js';
+import { Backoff, deferred, PendingRequests, reconnectLoop, sleep, type Deferred } from './util.js';
 
 export type MessageRoutingMode = 'UseSinglePartition' | 'RoundRobinDistribution' | 'CustomPartition';
 export type ProducerAccessMode = 'Shared' | 'Exclusive' | 'WaitForExclusive' | 'ExclusiveWithFencing';
@@ -391,18 +391,14 @@ export class PartitionProducer {
     if (this.#reconnecting) return;
     this.#reconnecting = true;
     try {
-      let first = true;
-      while (this.#state === 'connecting') {
-        if (!(first && redirect)) await sleep(this.#backoff.next(), this.#stopped.signal).catch(() => undefined);
-        first = false;
-        if (this.#state !== 'connecting') break;
-        try {
-          await this.#connectOnce(redirect);
-        } catch (err) {
-          this.#log.warn({ err, attempt: this.#backoff.attempts }, 'producer reconnect failed');
-          redirect = undefined;
-        }
-      }
+      await reconnectLoop({
+        redirect,
+        backoff: this.#backoff,
+        signal: this.#stopped.signal,
+        stillConnecting: () => this.#state === 'connecting',
+        connectOnce: (to) => this.#connectOnce(to),
+        onFailure: (err, attempt) => this.#log.warn({ err, attempt }, 'producer reconnect failed'),
+      });
     } finally {
       this.#reconnecting = false;
     }

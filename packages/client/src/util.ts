@@ -32,6 +32,34 @@ export class Backoff {
   }
 }
 
+/**
+ * The reconnection loop a producer or consumer runs after its stream ended: back off (except before a
+ * first attempt at a redirect the broker named), try once, repeat while `stillConnecting()`. A failed
+ * attempt forgets the redirect, so the next one looks the topic up again.
+ */
+export async function reconnectLoop(options: {
+  redirect: string | undefined;
+  backoff: Backoff;
+  signal: AbortSignal;
+  stillConnecting: () => boolean;
+  connectOnce: (redirect: string | undefined) => Promise<void>;
+  onFailure: (err: unknown, attempt: number) => void;
+}): Promise<void> {
+  let redirect = options.redirect;
+  let first = true;
+  while (options.stillConnecting()) {
+    if (!(first && redirect)) await sleep(options.backoff.next(), options.signal).catch(() => undefined);
+    first = false;
+    if (!options.stillConnecting()) break;
+    try {
+      await options.connectOnce(redirect);
+    } catch (err) {
+      options.onFailure(err, options.backoff.attempts);
+      redirect = undefined;
+    }
+  }
+}
+
 export interface Deferred<T> {
   promise: Promise<T>;
   resolve(value: T): void;
