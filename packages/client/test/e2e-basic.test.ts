@@ -1,15 +1,15 @@
-// End to end against a real broker (in-process, real gRPC, embedded metadata, in-memory ledgers).
+// End to end against a real `strata standalone` process (broker, two bookies with fsync, embedded metadata).
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestBroker, type TestBroker } from '@strata/broker/testing';
+import { StandaloneProcess } from '@strata/runtime/testing';
 import Pulsar, { Client, type Message } from '../src/index.js';
 
-let broker: TestBroker;
+let broker: StandaloneProcess;
 let client: Client;
 const unique = () => `e2e-${randomBytes(4).toString('hex')}`;
 
 beforeAll(async () => {
-  broker = await startTestBroker();
+  broker = await StandaloneProcess.start();
   client = new Pulsar.Client({ serviceUrl: `pulsar://${broker.address}`, operationTimeoutSeconds: 10 });
 });
 

@@ -2,87 +2,24 @@
 // writing with fsync to a temp dir) is SIGKILLed while a producer and a consumer run, then started
 // again on the same data and ports. Every send the broker acknowledged must be delivered, in order.
 // Needs `npx tsc -b packages/cli` first.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { StandaloneProcess } from '@strata/runtime/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../src/index.js';
 import { unique } from './e2e-helpers.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const bin = join(root, 'packages', 'cli', 'dist', 'bin.js');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-let dir = '';
-const ports: string[] = [];
-let standalone: ChildProcess | undefined;
-
-async function startStandalone(): Promise<string> {
-  const [broker, brokerHttp, b1, b2, b1Http, b2Http, coord, coordHttp] = ports as [string, string, string, string, string, string, string, string];
-  const child = spawn(process.execPath, [
-    bin, 'standalone', '--data-dir', join(dir, 'data'), '--host', '127.0.0.1', '--log-level', 'warn',
-    '--broker-port', broker, '--broker-http-port', brokerHttp, '--bookie-ports', `${b1},${b2}`,
-    '--bookie-http-ports', `${b1Http},${b2Http}`, '--coordinator-port', coord, '--coordinator-http-port', coordHttp,
-  ], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  standalone = child;
-  let output = '';
-  child.stderr?.on('data', (d) => { output += d; });
-  return new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`standalone not ready:\n${output.slice(-3000)}`)), 50_000);
-    child.stdout?.on('data', (d) => {
-      output += d;
-      const m = /service URL:\s*(\S+)/.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1] as string);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`standalone exited with ${code}:\n${output.slice(-3000)}`));
-    });
-  });
-}
-
-async function kill(): Promise<void> {
-  const child = standalone;
-  standalone = undefined;
-  if (!child || child.exitCode !== null) return;
-  await new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
+let standalone: StandaloneProcess;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'strata-client-kill-'));
-  while (ports.length < 8) {
-    const p = String(await freePort());
-    if (!ports.includes(p)) ports.push(p);
-  }
-}, 60_000);
+  standalone = await StandaloneProcess.start();
+}, 90_000);
 
 afterAll(async () => {
-  await kill();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await standalone?.stop();
 });
 
 describe('standalone SIGKILL', () => {
   it('nothing acknowledged is lost and order is kept across a kill -9 and restart', async () => {
-    const serviceUrl = await startStandalone();
+    const serviceUrl = standalone.serviceUrl;
     const client = new Client({ serviceUrl, operationTimeoutSeconds: 30, initialBackoffIntervalMs: 100, maxBackoffIntervalMs: 1000 });
     try {
       const topic = unique('kill');
@@ -111,11 +48,11 @@ describe('standalone SIGKILL', () => {
       const deadline = Date.now() + 60_000;
       while (acked.length < 300 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(acked.length).toBeGreaterThanOrEqual(300);
-      await kill();
+      await standalone.kill();
       const ackedAtKill = acked.length;
       expect(ackedAtKill).toBeLessThan(total);
       expect(producer.isConnected()).toBe(false);
-      await startStandalone();
+      await standalone.restart();
       await produce;
       await consume;
       expect(acked).toHaveLength(total);

@@ -1,14 +1,14 @@
-// Subscription types, acks, nacks, seek and DLQ against a real in-process broker.
+// Subscription types, acks, nacks, seek and DLQ against a real `strata standalone` process.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestBroker, type TestBroker } from '@strata/broker/testing';
+import { StandaloneProcess } from '@strata/runtime/testing';
 import { Client, MessageId, type Consumer, type Message } from '../src/index.js';
 import { unique } from './e2e-helpers.js';
 
-let broker: TestBroker;
+let broker: StandaloneProcess;
 let client: Client;
 
 beforeAll(async () => {
-  broker = await startTestBroker();
+  broker = await StandaloneProcess.start();
   client = new Client({ serviceUrl: `pulsar://${broker.address}`, operationTimeoutSeconds: 10 });
 });
 
