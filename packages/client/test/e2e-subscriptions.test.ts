@@ -1,48 +1,26 @@
 // Subscription types, acks, nacks, seek and DLQ against a real `strata standalone` process.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StandaloneProcess } from '@strata/runtime/testing';
-import { Client, MessageId, type Consumer, type Message } from '../src/index.js';
-import { unique } from './e2e-helpers.js';
+import { describe, expect, it } from 'vitest';
+import { MessageId, type Consumer } from '../src/index.js';
+import { takeUntilTimeout, unique, useStandalone } from './e2e-helpers.js';
 
-let broker: StandaloneProcess;
-let client: Client;
+const env = useStandalone();
 
-beforeAll(async () => {
-  broker = await StandaloneProcess.start();
-  client = new Client({ serviceUrl: `pulsar://${broker.address}`, operationTimeoutSeconds: 10 });
-});
-
-afterAll(async () => {
-  await client?.close();
-  await broker?.stop();
-});
-
-async function drain(c: Consumer, timeoutMs = 300): Promise<Message[]> {
-  const out: Message[] = [];
-  for (;;) {
-    try {
-      out.push(await c.receive(timeoutMs));
-    } catch (err) {
-      if (/TimeOut/.test(String(err))) return out;
-      throw err;
-    }
-  }
-}
+const drain = (c: Consumer, timeoutMs?: number) => takeUntilTimeout((t) => c.receive(t), timeoutMs);
 
 describe('subscription types', () => {
   it('Exclusive refuses a second consumer with ConsumerBusy', async () => {
     const topic = unique();
-    const c1 = await client.subscribe({ topic, subscription: 'ex', subscriptionType: 'Exclusive' });
-    await expect(client.subscribe({ topic, subscription: 'ex', subscriptionType: 'Exclusive' }))
+    const c1 = await env.client.subscribe({ topic, subscription: 'ex', subscriptionType: 'Exclusive' });
+    await expect(env.client.subscribe({ topic, subscription: 'ex', subscriptionType: 'Exclusive' }))
       .rejects.toMatchObject({ code: 'CONSUMER_BUSY', message: expect.stringMatching(/^Failed to create consumer: ConsumerBusy/) });
     await c1.close();
   });
 
   it('Shared spreads messages over consumers; together they get everything once acked', async () => {
     const topic = unique();
-    const c1 = await client.subscribe({ topic, subscription: 'sh', subscriptionType: 'Shared', receiverQueueSize: 2 });
-    const c2 = await client.subscribe({ topic, subscription: 'sh', subscriptionType: 'Shared', receiverQueueSize: 2 });
-    const producer = await client.createProducer({ topic, batchingEnabled: false });
+    const c1 = await env.client.subscribe({ topic, subscription: 'sh', subscriptionType: 'Shared', receiverQueueSize: 2 });
+    const c2 = await env.client.subscribe({ topic, subscription: 'sh', subscriptionType: 'Shared', receiverQueueSize: 2 });
+    const producer = await env.client.createProducer({ topic, batchingEnabled: false });
     await Promise.all(Array.from({ length: 40 }, (_, i) => producer.send({ data: Buffer.from(String(i)) })));
     const seen = new Map<string, number>();
     const counts = await Promise.all([c1, c2].map(async (c) => {
@@ -62,9 +40,9 @@ describe('subscription types', () => {
 
   it('Failover gives everything to one active consumer', async () => {
     const topic = unique();
-    const c1 = await client.subscribe({ topic, subscription: 'fo', subscriptionType: 'Failover', consumerName: 'a' });
-    const c2 = await client.subscribe({ topic, subscription: 'fo', subscriptionType: 'Failover', consumerName: 'b' });
-    const producer = await client.createProducer({ topic });
+    const c1 = await env.client.subscribe({ topic, subscription: 'fo', subscriptionType: 'Failover', consumerName: 'a' });
+    const c2 = await env.client.subscribe({ topic, subscription: 'fo', subscriptionType: 'Failover', consumerName: 'b' });
+    const producer = await env.client.createProducer({ topic });
     await Promise.all(Array.from({ length: 10 }, (_, i) => producer.send({ data: Buffer.from(String(i)) })));
     const [g1, g2] = await Promise.all([drain(c1), drain(c2)]);
     expect([g1.length, g2.length].sort()).toEqual([0, 10]);
@@ -76,9 +54,9 @@ describe('subscription types', () => {
     ['with key-based batching', { batchingType: 'KeyBasedBatching' as const, batchingMaxPublishDelayMs: 20 }],
   ])('KeyShared keeps each key on one consumer, in order (%s)', async (_name, producerOptions) => {
     const topic = unique();
-    const c1 = await client.subscribe({ topic, subscription: 'ks', subscriptionType: 'KeyShared' });
-    const c2 = await client.subscribe({ topic, subscription: 'ks', subscriptionType: 'KeyShared' });
-    const producer = await client.createProducer({ topic, ...producerOptions });
+    const c1 = await env.client.subscribe({ topic, subscription: 'ks', subscriptionType: 'KeyShared' });
+    const c2 = await env.client.subscribe({ topic, subscription: 'ks', subscriptionType: 'KeyShared' });
+    const producer = await env.client.createProducer({ topic, ...producerOptions });
     await Promise.all(Array.from({ length: 60 }, (_, i) => producer.send({ data: Buffer.from(String(i)), partitionKey: `key-${i % 6}` })));
     const owner = new Map<string, number>();
     const lastByKey = new Map<string, number>();
@@ -103,10 +81,10 @@ describe('subscription types', () => {
 describe('producer access modes', () => {
   it('Exclusive refuses a second producer; ExclusiveWithFencing takes over', async () => {
     const topic = unique();
-    const first = await client.createProducer({ topic, accessMode: 'Exclusive' });
-    await expect(client.createProducer({ topic, accessMode: 'Exclusive' })).rejects.toMatchObject({ message: expect.stringMatching(/^Failed to create producer: /) });
-    await expect(client.createProducer({ topic })).rejects.toThrow(/^Failed to create producer: /);
-    const fencing = await client.createProducer({ topic, accessMode: 'ExclusiveWithFencing' });
+    const first = await env.client.createProducer({ topic, accessMode: 'Exclusive' });
+    await expect(env.client.createProducer({ topic, accessMode: 'Exclusive' })).rejects.toMatchObject({ message: expect.stringMatching(/^Failed to create producer: /) });
+    await expect(env.client.createProducer({ topic })).rejects.toThrow(/^Failed to create producer: /);
+    const fencing = await env.client.createProducer({ topic, accessMode: 'ExclusiveWithFencing' });
     await fencing.send({ data: Buffer.from('mine') });
     await Promise.all([first.close(), fencing.close()]);
   });
@@ -115,8 +93,8 @@ describe('producer access modes', () => {
 describe('acknowledgement', () => {
   it('unacked messages come back to the next consumer with a redelivery count; acked ones do not', async () => {
     const topic = unique();
-    const producer = await client.createProducer({ topic });
-    const c1 = await client.subscribe({ topic, subscription: 'redeliver', subscriptionType: 'Shared' });
+    const producer = await env.client.createProducer({ topic });
+    const c1 = await env.client.subscribe({ topic, subscription: 'redeliver', subscriptionType: 'Shared' });
     await Promise.all([0, 1, 2, 3].map((i) => producer.send({ data: Buffer.from(String(i)) })));
     const got = [await c1.receive(3000), await c1.receive(3000), await c1.receive(3000), await c1.receive(3000)];
     // The four messages share one batch: acking three of them must not ack the entry.
@@ -124,34 +102,34 @@ describe('acknowledgement', () => {
     await c1.acknowledge(got[1]!);
     await c1.acknowledge(got[3]!);
     await c1.close();
-    const c2 = await client.subscribe({ topic, subscription: 'redeliver', subscriptionType: 'Shared' });
+    const c2 = await env.client.subscribe({ topic, subscription: 'redeliver', subscriptionType: 'Shared' });
     const again = await drain(c2, 500);
     expect(again.map((m) => m.getData().toString())).toEqual(['0', '1', '2', '3']);
     expect(again[0]!.getRedeliveryCount()).toBeGreaterThanOrEqual(1);
     for (const m of again) await c2.acknowledge(m);
     await c2.close();
-    const c3 = await client.subscribe({ topic, subscription: 'redeliver', subscriptionType: 'Shared' });
+    const c3 = await env.client.subscribe({ topic, subscription: 'redeliver', subscriptionType: 'Shared' });
     expect(await drain(c3, 300)).toEqual([]);
     await Promise.all([c3.close(), producer.close()]);
   });
 
   it('cumulative ack acks everything up to the message', async () => {
     const topic = unique();
-    const producer = await client.createProducer({ topic, batchingEnabled: false });
-    const c = await client.subscribe({ topic, subscription: 'cum' });
+    const producer = await env.client.createProducer({ topic, batchingEnabled: false });
+    const c = await env.client.subscribe({ topic, subscription: 'cum' });
     for (let i = 0; i < 5; i++) await producer.send({ data: Buffer.from(String(i)) });
     const got = await drain(c);
     await c.acknowledgeCumulative(got[2]!);
     await c.close();
-    const again = await client.subscribe({ topic, subscription: 'cum' });
+    const again = await env.client.subscribe({ topic, subscription: 'cum' });
     expect((await drain(again)).map((m) => m.getData().toString())).toEqual(['3', '4']);
     await Promise.all([again.close(), producer.close()]);
   });
 
   it('a negatively acknowledged message is redelivered after nAckRedeliverTimeoutMs', async () => {
     const topic = unique();
-    const producer = await client.createProducer({ topic });
-    const c = await client.subscribe({ topic, subscription: 'nack', subscriptionType: 'Shared', nAckRedeliverTimeoutMs: 100 });
+    const producer = await env.client.createProducer({ topic });
+    const c = await env.client.subscribe({ topic, subscription: 'nack', subscriptionType: 'Shared', nAckRedeliverTimeoutMs: 100 });
     await producer.send({ data: Buffer.from('again') });
     const first = await c.receive(3000);
     c.negativeAcknowledge(first);
@@ -165,12 +143,12 @@ describe('acknowledgement', () => {
   it('dead-letters a message after maxRedeliverCount and acks it on the original subscription', async () => {
     const topic = unique();
     const dlqTopic = `${topic}-dead`;
-    const dlqConsumer = await client.subscribe({ topic: dlqTopic, subscription: 'inspect', subscriptionInitialPosition: 'Earliest' });
-    const c = await client.subscribe({
+    const dlqConsumer = await env.client.subscribe({ topic: dlqTopic, subscription: 'inspect', subscriptionInitialPosition: 'Earliest' });
+    const c = await env.client.subscribe({
       topic, subscription: 'dlq', subscriptionType: 'Shared', nAckRedeliverTimeoutMs: 50,
       deadLetterPolicy: { deadLetterTopic: dlqTopic, maxRedeliverCount: 2 },
     });
-    const producer = await client.createProducer({ topic });
+    const producer = await env.client.createProducer({ topic });
     await producer.send({ data: Buffer.from('poison'), properties: { a: 'b' } });
     const counts: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -185,7 +163,7 @@ describe('acknowledgement', () => {
     await expect(c.receive(500)).rejects.toThrow(/TimeOut/);
     await c.close();
     // Acked on the original subscription: a new consumer gets nothing.
-    const again = await client.subscribe({ topic, subscription: 'dlq', subscriptionType: 'Shared' });
+    const again = await env.client.subscribe({ topic, subscription: 'dlq', subscriptionType: 'Shared' });
     expect(await drain(again, 300)).toEqual([]);
     await Promise.all([again.close(), dlqConsumer.close(), producer.close()]);
   });
@@ -194,8 +172,8 @@ describe('acknowledgement', () => {
 describe('position', () => {
   it('seek to a message id and to a timestamp replays from there', async () => {
     const topic = unique();
-    const producer = await client.createProducer({ topic, batchingEnabled: false });
-    const c = await client.subscribe({ topic, subscription: 'seek', subscriptionInitialPosition: 'Earliest' });
+    const producer = await env.client.createProducer({ topic, batchingEnabled: false });
+    const c = await env.client.subscribe({ topic, subscription: 'seek', subscriptionInitialPosition: 'Earliest' });
     const ids: MessageId[] = [];
     for (let i = 0; i < 5; i++) ids.push(await producer.send({ data: Buffer.from(String(i)) }));
     for (const m of await drain(c)) await c.acknowledge(m);
@@ -210,22 +188,22 @@ describe('position', () => {
 
   it('unsubscribe removes the subscription', async () => {
     const topic = unique();
-    const producer = await client.createProducer({ topic });
-    const c = await client.subscribe({ topic, subscription: 'gone' });
+    const producer = await env.client.createProducer({ topic });
+    const c = await env.client.subscribe({ topic, subscription: 'gone' });
     await producer.send({ data: Buffer.from('1') });
     await c.unsubscribe();
     expect(c.isConnected()).toBe(false);
     await producer.send({ data: Buffer.from('2') });
-    const fresh = await client.subscribe({ topic, subscription: 'gone' });
+    const fresh = await env.client.subscribe({ topic, subscription: 'gone' });
     expect(await drain(fresh)).toEqual([]); // a new subscription starts at Latest
     await Promise.all([fresh.close(), producer.close()]);
   });
 
   it('topics lists several topics in one consumer and for-await reads them', async () => {
     const [a, b] = [unique(), unique()];
-    const c = await client.subscribe({ topics: [a, b], subscription: 'multi' });
-    const pa = await client.createProducer({ topic: a });
-    const pb = await client.createProducer({ topic: b });
+    const c = await env.client.subscribe({ topics: [a, b], subscription: 'multi' });
+    const pa = await env.client.createProducer({ topic: a });
+    const pb = await env.client.createProducer({ topic: b });
     await Promise.all([pa.send({ data: Buffer.from('a') }), pb.send({ data: Buffer.from('b') })]);
     const got: string[] = [];
     for await (const m of c) {
@@ -239,11 +217,11 @@ describe('position', () => {
 
   it('topicsPattern subscribes to matching topics and discovers new ones', async () => {
     const prefix = unique('pat');
-    const p1 = await client.createProducer({ topic: `${prefix}-one` });
-    const c = await client.subscribe({ topicsPattern: `persistent://public/default/${prefix}-.*`, subscription: 'pat', patternAutoDiscoveryPeriodMs: 200, subscriptionInitialPosition: 'Earliest' });
+    const p1 = await env.client.createProducer({ topic: `${prefix}-one` });
+    const c = await env.client.subscribe({ topicsPattern: `persistent://public/default/${prefix}-.*`, subscription: 'pat', patternAutoDiscoveryPeriodMs: 200, subscriptionInitialPosition: 'Earliest' });
     await p1.send({ data: Buffer.from('one') });
     expect((await c.receive(3000)).getData().toString()).toBe('one');
-    const p2 = await client.createProducer({ topic: `${prefix}-two` });
+    const p2 = await env.client.createProducer({ topic: `${prefix}-two` });
     await p2.send({ data: Buffer.from('two') });
     expect((await c.receive(5000)).getData().toString()).toBe('two');
     await Promise.all([c.close(), p1.close(), p2.close()]);
