@@ -9,6 +9,8 @@
 // Knobs: STRATA_DRILL_UNLOADS (default = kills), STRATA_DRILL_RATE (msg/s over all producers, default 200),
 // STRATA_DRILL_DEDUP=false (namespace dedup off), STRATA_SEED (the schedule), and the client's
 // STRATA_CONNECTION_TIMEOUT_MS / STRATA_DRILL_MAX_BACKOFF_MS (unset: the SDK defaults).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Client, type Consumer, type Producer } from '@strata/client';
 import { loadProtos, Random } from '@strata/runtime';
@@ -186,7 +188,43 @@ function maxGap(times: readonly number[], t0: number, t1: number): number {
   return max;
 }
 
-interface KillRow { i: number; victim: string; delayMs: number; publishMs: number; consumeMs: number; ackGapMs: number; receiveGapMs: number; newOwner: string; restartMs: number }
+interface KillRow {
+  i: number; at: string; t0: number; victim: string; delayMs: number; publishMs: number; consumeMs: number; ownerChangedMs: number;
+  ackGapMs: number; receiveGapMs: number; newOwner: string; newOwnerIndex: number; restartMs: number; phases?: Phases;
+}
+/** What the new owner's log says happened after the kill, in ms from the kill (-1: not found). */
+interface Phases { acquiredMs: number; recoveredMs: number; loadedMs: number; producerMs: number; consumerMs: number }
+
+/**
+ * Reads the new owner's log (pino JSON lines) for the steps of a takeover after t0: the bundle
+ * acquired (session expired + coordinator assigned), the previous owner's ledger recovered (fenced
+ * and closed), the topic loaded, the first producer and the consumer reattached (client reconnect).
+ */
+async function phasesFromLog(file: string, topic: string, namespace: string, t0: number): Promise<Phases> {
+  const lines = (await readFile(file, 'utf8')).split('\n');
+  const first = (pred: (e: Record<string, unknown>) => boolean): number => {
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      let e: Record<string, unknown>;
+      try {
+        e = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      const at = Date.parse(String(e.time));
+      if (at >= t0 && pred(e)) return at - t0;
+    }
+    return -1;
+  };
+  const local = topic.split('/').at(-1)!;
+  return {
+    acquiredMs: first((e) => e.msg === 'bundle acquired' && String(e.bundle).startsWith(`${namespace}/`)),
+    recoveredMs: first((e) => e.msg === "recovered the previous owner's ledger" && String(e.managedLedger).endsWith(`/${local}`)),
+    loadedMs: first((e) => e.msg === 'topic loaded' && e.topic === topic),
+    producerMs: first((e) => e.msg === 'producer opened' && e.topic === topic),
+    consumerMs: first((e) => e.msg === 'consumer subscribed' && e.topic === topic),
+  };
+}
 interface UnloadRow { i: number; from: string; to: string; delayMs: number; firstAckMs: number; ackGapMs: number; receiveGapMs: number; movedMs: number }
 
 describe('failover drill: kill -9 the owner under load, N times, on real processes', () => {
@@ -256,11 +294,11 @@ describe('failover drill: kill -9 the owner under load, N times, on real process
       const victim = await until('an owner', owner);
       const t0 = Date.now();
       await victim.kill();
-      const [publishMs, consumeMs] = await Promise.all([load.publishResumed(t0), load.consumeResumed(t0)]);
-      const next = await until('a new owner', async () => {
+      const [publishMs, consumeMs, next] = await Promise.all([load.publishResumed(t0), load.consumeResumed(t0), until('a new owner', async () => {
         const o = await owner();
         return o && o.address !== victim.address ? o : undefined;
-      }, RESUME_TIMEOUT_MS);
+      }, RESUME_TIMEOUT_MS)]);
+      const ownerChangedMs = Date.now() - t0;
       const r0 = Date.now();
       await victim.restart();
       const restartMs = Date.now() - r0;
@@ -268,11 +306,12 @@ describe('failover drill: kill -9 the owner under load, N times, on real process
       const t1 = t0 + Math.max(publishMs, consumeMs) + 1000;
       await sleep(Math.max(0, t1 - Date.now()));
       const row: KillRow = {
-        i: i + 1, victim: name(victim.address), delayMs: killDelays[i]!, publishMs, consumeMs,
-        ackGapMs: load.maxAckGap(t0, t1), receiveGapMs: load.maxReceiveGap(t0, t1), newOwner: name(next.address), restartMs,
+        i: i + 1, at: new Date(t0).toISOString(), t0, victim: name(victim.address), delayMs: killDelays[i]!, publishMs, consumeMs, ownerChangedMs,
+        ackGapMs: load.maxAckGap(t0, t1), receiveGapMs: load.maxReceiveGap(t0, t1), newOwner: name(next.address),
+        newOwnerIndex: c.brokers.indexOf(next), restartMs,
       };
       kills.push(row);
-      console.log(`kill ${row.i}: SIGKILL ${row.victim} -> owner ${row.newOwner}; first ack of a post-kill send ${publishMs} ms, first receipt of one ${consumeMs} ms; `
+      console.log(`kill ${row.i} at ${row.at}: SIGKILL ${row.victim} -> owner ${row.newOwner} (lookup shows it after ${ownerChangedMs} ms); first ack of a post-kill send ${publishMs} ms, first receipt of one ${consumeMs} ms; `
         + `longest ack gap ${row.ackGapMs} ms, receive gap ${row.receiveGapMs} ms; restart to ready ${restartMs} ms`);
     }
 
@@ -306,12 +345,21 @@ describe('failover drill: kill -9 the owner under load, N times, on real process
     await load.finish();
     const report = load.history.check();
     await Promise.all([...producers.map((p) => p.producer.close()), consumer.close()].map((p) => p.catch(() => undefined)));
+    for (const k of kills) {
+      k.phases = await phasesFromLog(join(c.logDir, `broker-${k.newOwnerIndex}.log`), topic, NAMESPACE, k.t0).catch(() => undefined);
+    }
+    const phase = (k: KillRow, f: keyof Phases) => k.phases?.[f] ?? -1;
 
     const lines = [
       `failover drill results (STRATA_SEED=${seed}, ${RATE} msg/s, dedup ${DEDUP})`,
       '| kill | victim | steady ms | publish resume ms | consume resume ms | longest ack gap ms | longest receive gap ms | new owner | restart to ready ms |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...kills.map((k) => `| ${k.i} | ${k.victim} | ${k.delayMs} | ${k.publishMs} | ${k.consumeMs} | ${k.ackGapMs} | ${k.receiveGapMs} | ${k.newOwner} | ${k.restartMs} |`),
+      '',
+      'takeover steps, ms after the kill (from the new owner\'s log; -1: not found):',
+      '| kill | bundle acquired | previous ledger recovered | topic loaded | first producer reattached | consumer reattached | lookup shows new owner | first post-kill ack |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...kills.map((k) => `| ${k.i} | ${phase(k, 'acquiredMs')} | ${phase(k, 'recoveredMs')} | ${phase(k, 'loadedMs')} | ${phase(k, 'producerMs')} | ${phase(k, 'consumerMs')} | ${k.ownerChangedMs} | ${k.publishMs} |`),
       '',
       '| unload | from | to | steady ms | longest ack gap ms | longest receive gap ms | first post-unload ack ms | owner changed ms |',
       '| --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -323,6 +371,10 @@ describe('failover drill: kill -9 the owner under load, N times, on real process
       distribution('kill: consume resume', kills.map((k) => k.consumeMs)),
       distribution('kill: longest ack gap', kills.map((k) => k.ackGapMs)),
       distribution('kill: restart to ready', kills.map((k) => k.restartMs)),
+      distribution('kill: bundle acquired', kills.map((k) => phase(k, 'acquiredMs'))),
+      distribution('kill: topic loaded', kills.map((k) => phase(k, 'loadedMs'))),
+      distribution('kill: loaded -> 1st producer', kills.map((k) => phase(k, 'producerMs') - phase(k, 'loadedMs'))),
+      distribution('kill: loaded -> consumer', kills.map((k) => phase(k, 'consumerMs') - phase(k, 'loadedMs'))),
       distribution('unload: longest ack gap', unloads.map((u) => u.ackGapMs)),
       distribution('unload: longest receive gap', unloads.map((u) => u.receiveGapMs)),
       distribution('unload: first post-unload ack', unloads.map((u) => u.firstAckMs)),
