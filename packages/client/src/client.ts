@@ -21,7 +21,7 @@ export interface ClientConfig {
   connectionTimeoutMs?: number;
   /** Strata extension: a pino-compatible logger (the SDK is silent without one of log/logger). */
   logger?: Logger;
-  /** Strata extension: reconnection backoff bounds (ms). Defaults 100 and 30000. */
+  /** Strata extension: reconnection backoff bounds (ms). Defaults 100 and 2000 (decision 0043). */
   initialBackoffIntervalMs?: number;
   maxBackoffIntervalMs?: number;
   /** Strata extension, for tests: injected time and randomness. */
@@ -76,7 +76,7 @@ export class Client {
     const opSeconds = config.operationTimeoutSeconds ?? 30;
     if (typeof opSeconds !== 'number' || !(opSeconds > 0) || opSeconds > 3600) throw configError('operationTimeoutSeconds must be a number in (0, 3600]');
     const initialBackoffMs = config.initialBackoffIntervalMs ?? 100;
-    const maxBackoffMs = config.maxBackoffIntervalMs ?? 30_000;
+    const maxBackoffMs = config.maxBackoffIntervalMs ?? 2_000;
     if (!Number.isInteger(initialBackoffMs) || initialBackoffMs < 1 || !Number.isInteger(maxBackoffMs) || maxBackoffMs < initialBackoffMs || maxBackoffMs > 600_000) {
       throw configError('backoff intervals must be integers with 1 <= initialBackoffIntervalMs <= maxBackoffIntervalMs <= 600000');
     }

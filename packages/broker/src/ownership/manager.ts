@@ -532,10 +532,19 @@ export class OwnershipManager implements OwnershipView {
     const timeoutMs = this.options.unloadTimeoutMs ?? 10_000;
     try {
       if (this.options.onUnload) {
-        await Promise.race([
-          this.options.onUnload(o.spec, target),
-          sleep(timeoutMs).then(() => this.logger.warn({ bundle: bundleId, timeoutMs }, 'unload took too long; releasing anyway')),
-        ]);
+        // The timer is cancelled once the handler settles, so it warns only about a real overrun.
+        const timer = new AbortController();
+        try {
+          await Promise.race([
+            this.options.onUnload(o.spec, target),
+            sleep(timeoutMs, timer.signal).then(
+              () => this.logger.warn({ bundle: bundleId, timeoutMs }, 'unload took too long; releasing anyway'),
+              () => undefined,
+            ),
+          ]);
+        } finally {
+          timer.abort();
+        }
       }
     } catch (err) {
       this.logger.warn({ err, bundle: bundleId }, 'unload handler failed; releasing anyway');
