@@ -14,7 +14,7 @@ import { compareMessageIds, Message, MessageId } from './message.js';
 import { checkStringMap, type Producer, type ProducerConfig } from './producer.js';
 import { decodeMessageBatch } from './protocol.js';
 import { fullTopicName, namespaceOf, partitionTopicName } from './topic.js';
-import { Backoff, PendingRequests, Queue, reconnectLoop, sleep } from './util.js';
+import { Backoff, MessageWaiters, PendingRequests, Queue, reconnectLoop, sleep } from './util.js';
 
 export type SubscriptionType = 'Exclusive' | 'Shared' | 'KeyShared' | 'Failover';
 export type InitialPosition = 'Latest' | 'Earliest';
@@ -687,11 +687,6 @@ export interface ConsumerHost {
   partitions(topic: string): Promise<number>;
 }
 
-interface Waiter {
-  resolve(m: Message): void;
-  reject(err: unknown): void;
-}
-
 /**
  * A subscription on one or more topics (each partition its own TopicConsumer), with one receiver
  * queue the application reads with receive(), batchReceive(), a listener or `for await`.
@@ -706,7 +701,7 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
   /** Base topic -> its topic consumers (one per partition). */
   readonly #groups = new Map<string, TopicConsumer[]>();
   readonly #queue = new Queue<Message>();
-  #waiters: Waiter[] = [];
+  readonly #waiters = new MessageWaiters<Message>();
   #notify: Array<() => void> = [];
   #closed = false;
   /** Entry key -> when it was handed out, for ackTimeoutMs. */
@@ -925,22 +920,7 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
       this.#handOut(m);
       return Promise.resolve(m);
     }
-    return new Promise<Message>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const cleanup = () => {
-        if (timer) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.#waiters = this.#waiters.filter((w) => w !== waiter);
-      };
-      const waiter: Waiter = {
-        resolve: (msg) => { cleanup(); resolve(msg); },
-        reject: (err) => { cleanup(); reject(err); },
-      };
-      const onAbort = () => waiter.reject(abortError(signal, op));
-      if (timeout !== undefined && timeout > 0) timer = setTimeout(() => waiter.reject(operationError(op, ClientErrorCode.TIMEOUT)), timeout);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#waiters.push(waiter);
-    });
+    return this.#waiters.wait(op, timeout, signal);
   }
 
   /**
@@ -1117,7 +1097,7 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
     if (this.#ackTimer) clearInterval(this.#ackTimer);
     if (this.#patternTimer) clearInterval(this.#patternTimer);
     const err = operationError('Failed to receive message', ClientErrorCode.ALREADY_CLOSED);
-    for (const w of [...this.#waiters]) w.reject(err);
+    this.#waiters.rejectAll(err);
     for (const n of this.#notify.splice(0)) n();
     await Promise.allSettled([...this.#byTopic.values()].map((tc) => tc.close()));
     await this.#dlqChain;

@@ -4,7 +4,7 @@ import type { Logger } from './logger.js';
 import { Message, MessageId } from './message.js';
 import { dropMessage, readerSubscriptionName, takeMessage, TopicConsumer, CONSUMER_LIMITS, type MessageSink, type ReceiveOptions } from './consumer.js';
 import { fullTopicName, partitionTopicName } from './topic.js';
-import { Queue } from './util.js';
+import { MessageWaiters, Queue } from './util.js';
 
 /** pulsar-client's ReaderConfig, restricted to what Strata supports (others are rejected). */
 export interface ReaderConfig {
@@ -34,7 +34,7 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
   readonly #queue = new Queue<Message>();
   readonly #log: Logger;
   readonly #onClose: (r: Reader) => void;
-  #waiters: Array<{ resolve(m: Message): void; reject(e: unknown): void }> = [];
+  readonly #waiters = new MessageWaiters<Message>();
   #closed = false;
   /** Per topic consumer: last entry id of the topic as last fetched, and where this reader stands. */
   readonly #last = new Map<TopicConsumer, MessageId>();
@@ -138,22 +138,7 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
       this.#take(m);
       return Promise.resolve(m);
     }
-    return new Promise<Message>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const cleanup = () => {
-        if (timer) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.#waiters = this.#waiters.filter((w) => w !== waiter);
-      };
-      const waiter = {
-        resolve: (msg: Message) => { cleanup(); resolve(msg); },
-        reject: (err: unknown) => { cleanup(); reject(err); },
-      };
-      const onAbort = () => waiter.reject(abortError(signal, op));
-      if (timeout !== undefined && timeout > 0) timer = setTimeout(() => waiter.reject(operationError(op, ClientErrorCode.TIMEOUT)), timeout);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#waiters.push(waiter);
-    });
+    return this.#waiters.wait(op, timeout, signal);
   }
 
   /**
@@ -248,7 +233,7 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
     if (this.#closed) return null;
     this.#closed = true;
     const err = operationError('Failed to receive message', ClientErrorCode.ALREADY_CLOSED);
-    for (const w of [...this.#waiters]) w.reject(err);
+    this.#waiters.rejectAll(err);
     await Promise.allSettled(this.#tcs.map((tc) => tc.close()));
     await this.#listenerLoop;
     this.#onClose(this);

@@ -1,4 +1,4 @@
-import { abortError, ClientError } from './errors.js';
+import { abortError, ClientError, ClientErrorCode, operationError } from './errors.js';
 
 /** Injected time, so that core logic can be driven by tests. */
 export interface Clock {
@@ -181,5 +181,39 @@ export class Queue<T> {
 
   get length(): number {
     return this.#items.length - this.#head;
+  }
+}
+
+/** Callers of receive() / readNext() waiting for the next message, served in the order they came. */
+export class MessageWaiters<T> {
+  #waiters: Array<{ resolve(m: T): void; reject(err: unknown): void }> = [];
+
+  /** Waits for a message given to the waiter shift() returns; `op: TimeOut` after `timeout` ms, or on abort. */
+  wait(op: string, timeout: number | undefined, signal: AbortSignal | undefined): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const cleanup = () => {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+      };
+      const waiter = {
+        resolve: (m: T) => { cleanup(); resolve(m); },
+        reject: (err: unknown) => { cleanup(); reject(err); },
+      };
+      const onAbort = () => waiter.reject(abortError(signal, op));
+      if (timeout !== undefined && timeout > 0) timer = setTimeout(() => waiter.reject(operationError(op, ClientErrorCode.TIMEOUT)), timeout);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** The longest-waiting caller, taken off the list, or undefined when nobody waits. */
+  shift(): { resolve(m: T): void; reject(err: unknown): void } | undefined {
+    return this.#waiters.shift();
+  }
+
+  rejectAll(err: unknown): void {
+    for (const w of [...this.#waiters]) w.reject(err);
   }
 }
