@@ -4,10 +4,9 @@
 // (3) stopped with SIGTERM (drain). Each time the bundle must move to the other broker and the clients
 // resume with nothing acknowledged lost and the order kept. The time from the fault to the first
 // acknowledged publish is printed (measured, not asserted: performance claims live in benchmarks).
-import * as grpc from '@grpc/grpc-js';
 import { Client, type Consumer, type Producer } from '@strata/client';
-import { loadProtos } from '@strata/runtime';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { adminCall, until, type BundleInfo } from './harness/admin.js';
 import { ProcessCluster } from './harness/process-cluster.js';
 
 const SESSION_TTL_MS = 3_000;
@@ -19,32 +18,7 @@ function consoleLogger(bindings: Record<string, unknown>): SdkLogger {
   return { debug: log, info: log, warn: log, error: log, child: (more) => consoleLogger({ ...bindings, ...more }) };
 }
 
-interface BundleInfo { namespace: string; range: string; ownerBrokerId: string; ownerUrl: string }
-type Unary = (req: object, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- generated types live in the broker package
-const adminProto = loadProtos<any>(['strata/broker/v1/admin.proto']);
-
-function adminCall<T>(address: string, method: string, req: object): Promise<T> {
-  const client = new adminProto.strata.broker.v1.Admin(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Unary>;
-  return new Promise<T>((resolve, reject) => {
-    (client[method] as Unary).call(client, req, { deadline: Date.now() + 15_000 }, (err, res) => {
-      client.close();
-      if (err) reject(err);
-      else resolve(res as T);
-    });
-  });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await Promise.resolve(fn()).catch(() => undefined);
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A producer sending 0, 1, 2, ... in bounded windows and a consumer acking everything, both recorded. */
 class Workload {

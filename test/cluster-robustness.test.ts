@@ -5,7 +5,7 @@ import { Client } from '@strata/client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ProcessCluster } from './harness/process-cluster.js';
 import {
-  baseSeed, bookieKill, bookiePause, bookieThenBrokerKill, brokerGracefulRestart, brokerKill, brokerPausePastSession, etcdMemberKill, isReady, rounds, scenarioRandom, type FaultStep,
+  baseSeed, bookieKill, healCluster, bookiePause, bookieThenBrokerKill, brokerGracefulRestart, brokerKill, brokerPausePastSession, etcdMemberKill, rounds, scenarioRandom, type FaultStep,
 } from './robustness/faults.js';
 import { admin, runScenario, type ScenarioResult } from './robustness/scenario.js';
 
@@ -67,14 +67,7 @@ describe('robustness: a real process cluster under faults', () => {
 
   // A scenario that failed half-way must not leave the next one a broken cluster.
   beforeEach(async () => {
-    if (!cluster) return;
-    for (const m of cluster.etcdMembers) if (!m.running) await m.restart();
-    for (const node of [...cluster.bookies, ...cluster.coordinators, ...cluster.brokers]) {
-      node.resume();
-      // A running node that is not ready (e.g. a broker that lost its session) is restarted too.
-      if (node.running && !(await isReady(node))) await node.stop();
-      if (!node.running) await node.restart();
-    }
+    if (cluster) await healCluster(cluster, { restartUnready: true });
   }, 180_000);
 
   const scenario = (name: string, make: (rng: ReturnType<typeof scenarioRandom>) => FaultStep[]) =>

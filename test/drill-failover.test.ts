@@ -11,11 +11,11 @@
 // STRATA_CONNECTION_TIMEOUT_MS / STRATA_DRILL_MAX_BACKOFF_MS (unset: the SDK defaults).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { Client, type Consumer, type Producer } from '@strata/client';
-import { loadProtos, Random } from '@strata/runtime';
+import { Random } from '@strata/runtime';
 import { afterAll, describe, expect, it } from 'vitest';
 import { History } from './harness/history.js';
+import { adminCall, until as pollUntil, type BundleInfo } from './harness/admin.js';
 import { ProcessCluster } from './harness/process-cluster.js';
 import { admin } from './robustness/scenario.js';
 
@@ -34,34 +34,11 @@ const RESUME_TIMEOUT_MS = 90_000;
 const enabled = KILLS_ENV !== undefined && KILLS_ENV !== '';
 if (!enabled) console.warn('SKIPPED test/drill-failover.test.ts: set STRATA_DRILL_KILLS=<n> or run `npm run drill:failover` (a benchmark, minutes long)');
 
-interface BundleInfo { namespace: string; range: string; ownerBrokerId: string; ownerUrl: string }
-type Unary = (req: object, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- generated types live in the broker package
-const adminProto = loadProtos<any>(['strata/broker/v1/admin.proto']);
-
-function adminCall<T>(address: string, method: string, req: object): Promise<T> {
-  const client = new adminProto.strata.broker.v1.Admin(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Unary>;
-  return new Promise<T>((resolve, reject) => {
-    (client[method] as Unary).call(client, req, { deadline: Date.now() + 15_000 }, (err, res) => {
-      client.close();
-      if (err) reject(err);
-      else resolve(res as T);
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Polls every 20 ms: the resume times it measures are that fine. */
+const until = <T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000) => pollUntil(what, fn, timeoutMs, 20);
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await Promise.resolve(fn()).catch(() => undefined);
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** Nearest-rank percentile (with 10 samples p90 is the 9th and p99 the 10th, i.e. the max). */
 function percentile(sorted: readonly number[], p: number): number {

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { baseSeed, bookieKill, brokerKill, etcdMemberKill, rounds, scenarioRandom, type FaultStep } from '../robustness/faults.js';
+import { baseSeed, bookieKill, brokerKill, healCluster, etcdMemberKill, rounds, scenarioRandom, type FaultStep } from '../robustness/faults.js';
 import { admin, runScenario, type ScenarioResult } from '../robustness/scenario.js';
 import { ContainerScenarioCluster } from './containers-harness.js';
 
@@ -59,12 +59,7 @@ describe.skipIf(skip !== '')('robustness on a container cluster', () => {
   }, 120_000);
 
   beforeEach(async () => {
-    if (!cluster) return;
-    for (const m of cluster.etcdMembers) if (!m.running) await m.restart();
-    for (const node of [...cluster.bookies, ...cluster.coordinators, ...cluster.brokers]) {
-      node.resume();
-      if (!node.running) await node.restart();
-    }
+    if (cluster) await healCluster(cluster);
   }, 180_000);
 
   const scenario = (name: string, make: (rng: ReturnType<typeof scenarioRandom>) => FaultStep[], options: { skipReason?: string } = {}) =>

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { EtcdCluster } from '@strata/coordinator/testing';
-import { ChildProcessHandle, freePorts, strataBin, tempDir } from '@strata/runtime/testing';
+import { ChildProcessHandle, freePorts, spawnRole, tempDir } from '@strata/runtime/testing';
 import type { Cluster, ClusterNode, EtcdMemberNode } from './cluster.js';
 
 export interface ProcessClusterOptions {
@@ -22,10 +22,6 @@ export interface ProcessClusterOptions {
 }
 
 type Role = 'broker' | 'bookie' | 'coordinator';
-
-function roleArgs(role: Role, flags: Record<string, string | number | boolean>): string[] {
-  return [strataBin(), role, ...Object.entries(flags).flatMap(([k, v]) => (typeof v === 'boolean' ? [v ? `--${k}` : `--no-${k}`] : [`--${k}`, String(v)]))];
-}
 
 class ProcessNode implements ClusterNode {
   private proc: ChildProcessHandle | undefined;
@@ -59,15 +55,7 @@ class ProcessNode implements ClusterNode {
 
   async restart(): Promise<void> {
     if (this.running) throw new Error(`${this.role}-${this.index} is still running`);
-    // Not spawnRole: its readiness wait is a fixed 20 s, too short on a loaded shared machine.
-    const proc = ChildProcessHandle.spawn({ command: process.execPath, args: roleArgs(this.role, this.flags), logFile: this.logFile });
-    this.proc = proc;
-    try {
-      await proc.waitForHttp(`${this.httpUrl}/readyz`, this.readyTimeoutMs);
-    } catch (err) {
-      await proc.kill();
-      throw err;
-    }
+    this.proc = await spawnRole(this.role, this.flags, { httpPort: this.httpPort, readyTimeoutMs: this.readyTimeoutMs, logFile: this.logFile });
   }
 
   async kill(): Promise<void> {

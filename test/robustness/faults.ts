@@ -225,3 +225,17 @@ export async function isReady(node: ClusterNode): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * Brings every node back before a scenario, so that one that failed half-way does not leave the next a
+ * broken cluster. With `restartUnready`, a running node that is not ready (e.g. a broker that lost its
+ * session) is restarted too.
+ */
+export async function healCluster(cluster: Cluster, options: { restartUnready?: boolean } = {}): Promise<void> {
+  for (const m of cluster.etcdMembers) if (!m.running) await m.restart();
+  for (const node of [...cluster.bookies, ...cluster.coordinators, ...cluster.brokers]) {
+    node.resume();
+    if (options.restartUnready && node.running && !(await isReady(node))) await node.stop();
+    if (!node.running) await node.restart();
+  }
+}

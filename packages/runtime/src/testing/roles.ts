@@ -12,13 +12,18 @@ export function strataBin(): string {
 
 /**
  * Starts `strata <role> <flags>` as a real process and waits until its /readyz answers 200
- * (pass the role's HTTP port in `httpPort`), or only until it is alive when `waitReady` is false.
+ * (pass the role's HTTP port in `httpPort`; default wait 20 s, `readyTimeoutMs` to change it), or only
+ * until it is alive when `waitReady` is false.
  */
-export async function spawnRole(role: string, flags: Record<string, string | number | boolean>, options: { httpPort: number; waitReady?: boolean; logFile?: string; env?: Record<string, string> }): Promise<ChildProcessHandle> {
+export async function spawnRole(
+  role: string,
+  flags: Record<string, string | number | boolean>,
+  options: { httpPort: number; waitReady?: boolean; readyTimeoutMs?: number; logFile?: string; env?: Record<string, string> },
+): Promise<ChildProcessHandle> {
   const args = [strataBin(), role, ...Object.entries(flags).flatMap(([k, v]) => (typeof v === 'boolean' ? [v ? `--${k}` : `--no-${k}`] : [`--${k}`, String(v)]))];
   const proc = ChildProcessHandle.spawn({ command: process.execPath, args, logFile: options.logFile, env: options.env });
   try {
-    await proc.waitForHttp(`http://127.0.0.1:${options.httpPort}/${options.waitReady === false ? 'healthz' : 'readyz'}`);
+    await proc.waitForHttp(`http://127.0.0.1:${options.httpPort}/${options.waitReady === false ? 'healthz' : 'readyz'}`, options.readyTimeoutMs);
   } catch (err) {
     await proc.kill();
     throw err;
