@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerClientCommands } from '../src/cli/index.js';
 import type { CliIo } from '../src/cli/io.js';
 import { protosDir } from '../src/protocol.js';
+import { freePorts } from '@strata/runtime/testing';
 
 const tenants = new Set(['public']);
 const policies = {
@@ -62,7 +63,7 @@ function harness() {
   registerClientCommands(program, { io, setExitCode: (c) => { exitCode = c; }, exitWhenDone: false });
   const run = async (...argv: string[]): Promise<number> => {
     exitCode = 0;
-    await program.parseAsync([...argv, '--service-url', url], { from: 'user' });
+    await program.parseAsync(argv.includes('--service-url') ? argv : [...argv, '--service-url', url], { from: 'user' });
     return exitCode;
   };
   return { out, err, run };
@@ -101,5 +102,15 @@ describe('strata admin', () => {
     const [header, row] = (h.out.pop() as string).split('\n');
     expect(header).toMatch(/^BROKER\s+URL\s+BUNDLES\s+CPU %/);
     expect(row).toMatch(/^b-1\s+127\.0\.0\.1:1\s+4\s+12\.500/);
+  });
+
+  it('tries the next broker of a multi-host URL when one cannot be reached, and names every one it tried', async () => {
+    const [dead1, dead2] = await freePorts(2);
+    const live = url.replace('pulsar://', '');
+    const h = harness();
+    expect(await h.run('admin', 'tenants', 'list', '--service-url', `pulsar://127.0.0.1:${dead1},${live}`)).toBe(0);
+    expect(h.out.pop()).toMatch(/^TENANT\n/);
+    expect(await h.run('admin', 'tenants', 'list', '--service-url', `pulsar://127.0.0.1:${dead1},127.0.0.1:${dead2}`)).toBe(1);
+    expect(h.err.pop()).toBe(`error: cannot reach a broker at 127.0.0.1:${dead1} (ECONNREFUSED), 127.0.0.1:${dead2} (ECONNREFUSED) (UNAVAILABLE)`);
   });
 });

@@ -21,37 +21,73 @@ export const ADMIN_CALL_TIMEOUT_MS = 10_000;
 
 type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown;
 
-/** The Admin service of one broker (any broker answers for the whole cluster). */
-export class AdminApi {
-  private readonly admin: AdminClient;
-  private readonly broker: BrokerClient;
+/** One broker's two stubs, sharing its channel. */
+interface BrokerStubs {
+  readonly target: string;
+  readonly admin: AdminClient;
+  readonly broker: BrokerClient;
+}
 
-  constructor(private readonly target: string, private readonly timeoutMs = ADMIN_CALL_TIMEOUT_MS) {
-    const clients = createBrokerClients(target);
-    this.admin = clients.admin;
-    this.broker = clients.broker;
+/**
+ * The Admin service of a cluster (any broker answers for the whole cluster). With several targets
+ * (`pulsar://a,b,c`), a call that could not reach a broker at all (no connection established: the
+ * request never left) is tried on the next one; an answer from a broker, even an error, is final.
+ */
+export class AdminApi {
+  readonly #targets: readonly string[];
+  readonly #stubs: Array<BrokerStubs | undefined>;
+  /** The target that answered last: later calls start there. */
+  #current = 0;
+
+  constructor(targets: string | readonly string[], private readonly timeoutMs = ADMIN_CALL_TIMEOUT_MS) {
+    this.#targets = typeof targets === 'string' ? [targets] : [...targets];
+    if (this.#targets.length === 0) throw new RangeError('AdminApi needs at least one target');
+    this.#stubs = this.#targets.map(() => undefined);
   }
 
-  private call<Req, Res>(client: grpc.Client, method: string, req: Req): Promise<Res> {
+  #stubsAt(i: number): BrokerStubs {
+    const target = this.#targets[i] as string;
+    return (this.#stubs[i] ??= { target, ...createBrokerClients(target) });
+  }
+
+  private async call<Req, Res>(pick: (s: BrokerStubs) => grpc.Client, method: string, req: Req): Promise<Res> {
+    const unreachable: string[] = [];
+    for (let n = 0; n < this.#targets.length; n++) {
+      const i = (this.#current + n) % this.#targets.length;
+      const stubs = this.#stubsAt(i);
+      try {
+        const res = await this.#callOne<Req, Res>(pick(stubs), stubs.target, method, req);
+        this.#current = i;
+        return res;
+      } catch (err) {
+        if (!(err instanceof Unreachable)) throw err;
+        unreachable.push(`${stubs.target}${err.sys ? ` (${err.sys})` : ''}`);
+      }
+    }
+    throw new ClientError('UNAVAILABLE', `cannot reach a broker at ${unreachable.join(', ')}`);
+  }
+
+  #callOne<Req, Res>(client: grpc.Client, target: string, method: string, req: Req): Promise<Res> {
     const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method];
     if (typeof fn !== 'function') return Promise.reject(new Error(`admin method ${method} is missing`));
     return new Promise<Res>((resolve, reject) => {
       fn.call(client, req, { deadline: Date.now() + this.timeoutMs }, (err, res) => {
         if (!err) return resolve(res as Res);
-        const e = fromGrpcError(err);
-        // The transport's own text ("No connection established. Last error: ...") says little to a user.
-        if (e.code === 'UNAVAILABLE' && !err.metadata?.get('strata-error-code')?.length) {
-          const sys = /\b(E[A-Z]{4,})\b/.exec(err.details ?? '')?.[1];
-          reject(new ClientError('UNAVAILABLE', `cannot reach a broker at ${this.target}${sys ? `: ${sys}` : ''}`, { cause: err }));
+        // The transport's own text ("No connection established. Last error: ...") says little to a user;
+        // and such a call never reached a broker, so another one may take it.
+        if (err.code === grpc.status.UNAVAILABLE && !err.metadata?.get('strata-error-code')?.length && /No connection established/i.test(err.details ?? '')) {
+          reject(new Unreachable(/\b(E[A-Z]{4,})\b/.exec(err.details ?? '')?.[1]));
+        } else if (err.code === grpc.status.UNAVAILABLE && !err.metadata?.get('strata-error-code')?.length) {
+          reject(new ClientError('UNAVAILABLE', `lost the connection to the broker at ${target}`, { cause: err }));
         } else {
-          reject(e);
+          reject(fromGrpcError(err));
         }
       });
     });
   }
 
   private a<Req, Res>(method: string, req: Req): Promise<Res> {
-    return this.call(this.admin as unknown as grpc.Client, method, req);
+    return this.call((s) => s.admin as unknown as grpc.Client, method, req);
   }
 
   async listTenants(): Promise<string[]> {
@@ -113,11 +149,18 @@ export class AdminApi {
   }
   /** Partitions of a topic (0 for a non-partitioned one), from the client-facing service. */
   async partitions(topic: string): Promise<number> {
-    return (await this.call<object, { partitions: number }>(this.broker as unknown as grpc.Client, 'getPartitionedTopicMetadata', { topic })).partitions;
+    return (await this.call<object, { partitions: number }>((s) => s.broker as unknown as grpc.Client, 'getPartitionedTopicMetadata', { topic })).partitions;
   }
 
   close(): void {
-    this.broker.close();
+    for (const s of this.#stubs) s?.broker.close();
+  }
+}
+
+/** A call that never reached a broker (`sys`: the socket error, e.g. ECONNREFUSED). */
+class Unreachable extends Error {
+  constructor(readonly sys: string | undefined) {
+    super('no connection established');
   }
 }
 

@@ -200,7 +200,7 @@ function registerAdmin(program: Command, io: CliIo, command: ReturnType<typeof c
       // commander passes the arguments, then the options object, then the command.
       const flags = all[all.length - 2] as AdminFlags & Record<string, unknown>;
       const args = all.slice(0, all.length - 2) as string[];
-      const api = new AdminApi(serviceTargets(parseServiceUrl(flags.serviceUrl))[0] as string);
+      const api = new AdminApi(serviceTargets(parseServiceUrl(flags.serviceUrl)));
       try {
         const out = await fn(api, flags, ...args);
         io.out(flags.json ? JSON.stringify(out.json, null, 2) : out.text);

@@ -181,7 +181,7 @@ function errorSink(io: CliIo): { onError: (err: unknown) => void; count: () => n
 }
 
 async function createPartitioned(deps: PerfDeps, serviceUrl: string, topics: readonly string[], partitions: number, json: boolean): Promise<void> {
-  const admin = deps.admin ? deps.admin(serviceUrl) : new AdminApi(serviceTargets(serviceUrl)[0] as string);
+  const admin = deps.admin ? deps.admin(serviceUrl) : new AdminApi(serviceTargets(serviceUrl));
   try {
     if (!json) deps.io.err(`creating ${topics.length} partitioned topic(s) with ${partitions} partitions`);
     for (const t of topics) {
