@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { autoRecoveryConfigSpec, autoRecoveryDuty, bookieConfigSpec, startBookie } from '@strata/bookie';
 import { brokerConfigSpec, startBroker } from '@strata/broker';
-import { BundleAssigner, coordinatorConfigSpec, startCoordinator } from '@strata/coordinator';
-import { Random } from '@strata/runtime';
+import { bundleAssignerDuty, coordinatorConfigSpec, startCoordinator } from '@strata/coordinator';
 import type { ConfigSpec, ConfigValues, Logger } from '@strata/runtime';
 import type { MetadataStore } from '@strata/coordinator';
 
@@ -28,14 +26,6 @@ export interface Role {
   readonly spec: ConfigSpec;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each role takes its own compiled config
   start(config: any, deps: RoleDeps): Promise<RunningRole>;
-}
-
-/** Bundle assignment (docs/ownership.md): without it no broker ever owns a bundle. */
-function bundleAssignerDuty(config: CoordinatorRoleConfig): BundleAssigner {
-  return new BundleAssigner({
-    random: new Random(randomBytes(4).readUInt32LE(0)), defaultBundles: config.defaultBundles,
-    placement: { assignTimeoutMs: config.assignTimeoutMs }, shedding: config.loadSheddingEnabled ? {} : false,
-  });
 }
 
 export const roles: readonly Role[] = [
