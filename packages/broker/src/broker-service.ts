@@ -1,5 +1,6 @@
 import type { Clock, Logger, Random } from '@strata/runtime';
 import type { BundleOwner, OwnershipView } from './bundles.js';
+import type { TopicLoad } from './bundle-load.js';
 import { publishTimeOf } from './codec.js';
 import { ConsumerBusyError, InvalidRequestError, NotFoundError, NotOwnerError, ServiceNotReadyError, TooManyRequestsError } from './errors.js';
 import { topicHash, TopicName } from './names.js';
@@ -37,6 +38,13 @@ export class BrokerService {
   private readonly topics = new Map<string, Promise<Topic>>();
   /** Topics loaded and open (for synchronous rate sums). */
   private readonly open = new Set<Topic>();
+  /**
+   * Topics whose close has begun but not finished, by name. A close ends by closing the topic's managed
+   * ledger, so a new load of the same name must wait for it: until then the factory would hand the new
+   * topic that same managed ledger, and the old topic's close would then close it under the new one
+   * (every publish failing with ManagedLedgerClosedError until the topic is unloaded again).
+   */
+  private readonly closing = new Map<string, Promise<void>>();
   private readonly logger: Logger;
   private stopped = false;
   private draining = false;
@@ -73,6 +81,13 @@ export class BrokerService {
       const forget = () => {
         this.open.delete(topic);
         if (this.topics.get(key) === loading) this.topics.delete(key);
+        // Runs inside the topic's close (its signal aborts first): close() returns that same close
+        // once the current call has returned, hence the microtask.
+        const closed = Promise.resolve().then(() => topic.close('closed')).catch(() => undefined);
+        this.closing.set(key, closed);
+        void closed.then(() => {
+          if (this.closing.get(key) === closed) this.closing.delete(key);
+        });
       };
       if (topic.closedSignal.aborted) forget();
       else {
@@ -152,16 +167,27 @@ export class BrokerService {
     return chosen.length;
   }
 
-  /** Message rates summed over the open topics (the load report's input). */
-  rates(): { msgRateIn: number; msgRateOut: number } {
+  /**
+   * Message rates summed over the open topics, and each open topic's load (the load report's input:
+   * the ownership layer sums `topics` per owned bundle, for the leader's hot-bundle splitting).
+   */
+  rates(): { msgRateIn: number; msgRateOut: number; topics: TopicLoad[] } {
     let msgRateIn = 0;
     let msgRateOut = 0;
+    const topics: TopicLoad[] = [];
     for (const t of this.open) {
       const s = t.stats('');
-      msgRateIn += Number(s.msgRateIn ?? 0);
-      msgRateOut += Number(s.msgRateOut ?? 0);
+      const load: TopicLoad = {
+        namespace: t.name.namespaceName, hash: topicHash(t.name),
+        producers: s.publishers?.length ?? 0, consumers: (s.subscriptions ?? []).reduce((n, sub) => n + (sub.consumers?.length ?? 0), 0),
+        msgRateIn: Number(s.msgRateIn ?? 0), msgRateOut: Number(s.msgRateOut ?? 0),
+        msgThroughputIn: Number(s.msgThroughputIn ?? 0), msgThroughputOut: Number(s.msgThroughputOut ?? 0),
+      };
+      msgRateIn += load.msgRateIn;
+      msgRateOut += load.msgRateOut;
+      topics.push(load);
     }
-    return { msgRateIn, msgRateOut };
+    return { msgRateIn, msgRateOut, topics };
   }
 
   /**
@@ -194,6 +220,7 @@ export class BrokerService {
   }
 
   private async load(name: TopicName, create: boolean): Promise<Topic> {
+    await this.closing.get(name.toString());
     const owner = await this.ownership.ownerOf(name);
     if (!owner) {
       await this.resources.getPolicies(name.namespaceName); // NOT_FOUND for a namespace that does not exist

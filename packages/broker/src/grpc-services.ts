@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { toGrpcError, type Logger } from '@strata/runtime';
 import type { BrokerService } from './broker-service.js';
-import { bundleForHash, namespaceBundles, splitBoundaries, type BundleSpec } from '@strata/coordinator';
+import { bundleForHash, namespaceBundles, splitBundlePolicy, type BundleSpec } from '@strata/coordinator';
 import { handleConsume } from './consumer-stream.js';
 import { InvalidRequestError, NotFoundError, ServiceNotReadyError, UnimplementedError } from './errors.js';
 import type { AdminHandlers } from './generated/strata/broker/v1/Admin.js';
@@ -215,12 +215,11 @@ export function adminHandlers(ctx: GrpcContext): AdminHandlers {
     SplitBundle: u('SplitBundle', async (req) => {
       const bundle = await findBundle(req.namespace, req.range);
       const current = await resources.getPolicies(bundle.namespace);
-      const all = bundlesOf(bundle.namespace, current);
-      const boundaries = [...all.map((b) => b.start), (all[all.length - 1] as BundleSpec).end];
-      const next = splitBoundaries(boundaries, bundle.start);
+      // The same split as the coordinator's automatic one (decision 0068): the middle of the range.
+      const next = splitBundlePolicy(bundle.namespace, current, bundle.start);
       if (!next) throw new InvalidRequestError(`bundle ${bundle.id} cannot be split further`);
       // One CAS write of the policy (decision 0061): the owner unloads the old range, the coordinator assigns the halves.
-      await resources.setPolicies(bundle.namespace, { ...current, bundleBoundaries: next, bundles: next.length - 1 });
+      await resources.setPolicies(bundle.namespace, next);
       return {};
     }),
   };

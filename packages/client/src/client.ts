@@ -17,7 +17,12 @@ export interface ClientConfig {
   /** pulsar-client's log callback. */
   log?: LogHandler;
   logLevel?: LogLevel;
-  /** Deadline of the first connection to a broker (ms). Default 10000. */
+  /**
+   * How long one connection attempt to a broker may take before it is abandoned (ms). Default 10000.
+   * A producer/consumer waits at most 2 s of it per try, then looks the topic up again (the attempt
+   * goes on in the background), so an address the lookup named just before its broker died (and that
+   * swallows packets) does not stall the failover (decision 0067).
+   */
   connectionTimeoutMs?: number;
   /** Strata extension: a pino-compatible logger (the SDK is silent without one of log/logger). */
   logger?: Logger;
@@ -145,7 +150,7 @@ export class Client {
   }
 
   async #listTopics(namespace: string): Promise<string[]> {
-    const conn = this.#ctx.pool.service();
+    const conn = await this.#ctx.pool.serviceConnection();
     const res = await unary<{ names: string[] }>((cb, opts) => conn.admin.ListTopics({ namespace, bundles: 0 }, opts, cb), this.#ctx.operationTimeoutMs);
     return res.names.map((n) => fullTopicName(n.includes('://') || n.split('/').length === 3 ? n : `${namespace}/${n}`));
   }

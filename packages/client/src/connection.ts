@@ -14,11 +14,21 @@ export interface BrokerConnection {
 const MAX_LOOKUP_REDIRECTS = 8;
 
 /**
+ * The longest one `connect` call waits for a channel that is still connecting (ms). After a broker
+ * died the lookup may still name it (until its session ends), and its address may swallow packets
+ * (a container IP): waiting the full connection timeout there would sleep through the failover. The
+ * attempt itself goes on in the background up to connectionTimeoutMs; the caller looks up again.
+ */
+export const CONNECT_WAIT_MS = 2_000;
+
+/**
  * The client's connections: one gRPC channel per broker address, shared by every producer, consumer
  * and reader of the client, created on first use and closed with the client. Also the lookup logic.
  */
 export class ConnectionPool {
   readonly #connections = new Map<string, BrokerConnection>();
+  /** When each channel not yet READY started connecting: it is given up after connectionTimeoutMs. */
+  readonly #connectingSince = new Map<BrokerConnection, number>();
   #serviceIndex = 0;
   #closed = false;
 
@@ -27,25 +37,40 @@ export class ConnectionPool {
     private readonly operationTimeoutMs: number,
     private readonly logger: Logger,
     private readonly connectionTimeoutMs = 10_000,
+    private readonly connectWaitMs = CONNECT_WAIT_MS,
   ) {}
 
   /**
-   * The connection to `address`, once its channel is connected. Fails fast with UNAVAILABLE when the
-   * connection attempt fails (a dead broker refuses at once), and at the latest after
-   * connectionTimeoutMs: the caller's reconnect loop then backs off and looks the topic up again,
-   * instead of waiting on an address the lookup named before the broker's session expired.
+   * The connection to `address`, once its channel is connected. Fails with UNAVAILABLE (retriable):
+   * - at once when the connection attempt fails (a dead broker on a live host refuses);
+   * - after min(connectWaitMs, connectionTimeoutMs) while it is still connecting. The channel keeps
+   *   connecting, so a later call for the same address continues that attempt rather than starting
+   *   over; a channel still not connected connectionTimeoutMs after it began is dropped (the next
+   *   call opens a new one). So `connectionTimeoutMs` keeps pulsar-client's meaning (how long one
+   *   connection attempt may take), while no caller waits on one address longer than connectWaitMs
+   *   before looking the topic up again.
    */
   async connect(address: string): Promise<BrokerConnection> {
-    const waitMs = Math.min(this.connectionTimeoutMs, this.operationTimeoutMs);
-    const deadline = Date.now() + waitMs;
     // Twice: a channel may still show an earlier failure; a fresh channel tries again at once.
     for (let attempt = 0; ; attempt++) {
       const conn = this.get(address);
+      const now = Date.now();
+      const since = this.#connectingSince.get(conn) ?? now;
+      const giveUpAt = since + this.connectionTimeoutMs;
+      const deadline = Math.min(now + Math.min(this.connectWaitMs, this.operationTimeoutMs), giveUpAt);
       const state = await settledState(conn, deadline);
-      if (state === grpc.connectivityState.READY) return conn;
-      this.evict(conn);
-      if (attempt >= 1 || state !== grpc.connectivityState.TRANSIENT_FAILURE) {
-        const why = state === grpc.connectivityState.TRANSIENT_FAILURE ? 'connection failed' : `not connected within ${waitMs} ms`;
+      if (state === grpc.connectivityState.READY) {
+        this.#connectingSince.delete(conn);
+        return conn;
+      }
+      const failed = state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN;
+      if (failed || Date.now() >= giveUpAt) {
+        this.evict(conn);
+      } else if (this.#connections.get(conn.address) === conn) {
+        this.#connectingSince.set(conn, since);
+      }
+      if (attempt >= 1 || !failed) {
+        const why = failed ? 'connection failed' : `not connected after ${Date.now() - since} ms`;
         throw new ClientError(ClientErrorCode.UNAVAILABLE, `cannot connect to broker ${conn.address}: ${why}`);
       }
     }
@@ -53,6 +78,7 @@ export class ConnectionPool {
 
   /** Drops a failed channel so that the next use opens a new one (calls still on it fail and retry). */
   private evict(conn: BrokerConnection): void {
+    this.#connectingSince.delete(conn);
     if (this.#connections.get(conn.address) !== conn) return;
     this.#connections.delete(conn.address);
     conn.broker.close();
@@ -82,14 +108,32 @@ export class ConnectionPool {
     this.#serviceIndex++;
   }
 
+  /**
+   * A connected channel to one of the service URL's hosts: each host is tried once (`connect`, so a
+   * dead one costs at most the connect wait), moving on when one cannot be reached; the next call
+   * starts at the host that worked. So one dead broker in the service URL does not cost the caller a
+   * backoff, nor a request waiting out its deadline on a channel that never connects.
+   */
+  async serviceConnection(): Promise<BrokerConnection> {
+    for (let tries = 1; ; tries++) {
+      const conn = this.service();
+      try {
+        return await this.connect(conn.address);
+      } catch (err) {
+        this.rotateService();
+        if (tries >= this.serviceAddresses.length) throw err;
+      }
+    }
+  }
+
   /** The address of the broker that owns `topic`, following non-authoritative answers. */
   async lookup(topic: string): Promise<string> {
-    let conn = this.service();
+    let conn = await this.serviceConnection();
     let authoritative = false;
     for (let i = 0; i < MAX_LOOKUP_REDIRECTS; i++) {
       let res;
       try {
-        await this.connect(conn.address);
+        if (i > 0) await this.connect(conn.address);
         res = await unary<{ brokerUrl: string; authoritative: boolean }>((cb, opts) => conn.broker.Lookup({ topic, authoritative }, opts, cb), this.operationTimeoutMs);
       } catch (err) {
         if (i === 0) this.rotateService();
@@ -103,19 +147,31 @@ export class ConnectionPool {
     throw new ClientError(ClientErrorCode.SERVICE_NOT_READY, `lookup of ${topic} redirected more than ${MAX_LOOKUP_REDIRECTS} times`);
   }
 
+  /**
+   * The topic's partition count from a service host. Retries retriable failures (no service host
+   * reachable yet, a broker starting) with a short backoff until the operation timeout, as creation
+   * does (decision 0043), so a client started before its brokers still gets an answer.
+   */
   async partitions(topic: string): Promise<number> {
-    const conn = this.service();
-    try {
-      const res = await unary<{ partitions: number }>((cb, opts) => conn.broker.GetPartitionedTopicMetadata({ topic }, opts, cb), this.operationTimeoutMs);
-      return res.partitions;
-    } catch (err) {
-      this.rotateService();
-      throw err;
+    const deadline = Date.now() + this.operationTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const conn = await this.serviceConnection();
+        const res = await unary<{ partitions: number }>((cb, opts) => conn.broker.GetPartitionedTopicMetadata({ topic }, opts, cb), Math.max(1, deadline - Date.now()));
+        return res.partitions;
+      } catch (err) {
+        this.rotateService();
+        const e = fromGrpcError(err);
+        const waitMs = Math.min(1_000, 100 * 2 ** attempt);
+        if (!e.retriable || this.#closed || Date.now() + waitMs >= deadline) throw e;
+        await new Promise((r) => setTimeout(r, waitMs));
+      }
     }
   }
 
   close(): void {
     this.#closed = true;
+    this.#connectingSince.clear();
     for (const conn of this.#connections.values()) conn.broker.close();
     this.#connections.clear();
   }

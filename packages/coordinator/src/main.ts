@@ -7,7 +7,7 @@ import { field, Lifecycle, loadProtos, Random, ServiceHost, toGrpcError, type Co
 import type { ProtoGrpcType } from './generated/coordinator.js';
 import type { CoordinatorHandlers } from './generated/strata/coordinator/v1/Coordinator.js';
 import { LeaderElector, type LeaderDuty } from './leader.js';
-import { BundleAssigner } from './assignment/index.js';
+import { BundleAssigner, type LivenessOptions, type SplitOptions } from './assignment/index.js';
 import { createMetadataStore } from './metadata/factory.js';
 import type { MetadataStore } from './metadata/store.js';
 
@@ -28,17 +28,56 @@ export const coordinatorConfigSpec = {
   defaultBundles: field.int(4, 'bundles of a namespace whose policies do not say (must equal the brokers\' --default-bundles)', { min: 1, max: 1024 }),
   assignTimeoutMs: field.int(10_000, 'a bundle assigned but still unowned after this long is assigned to another broker', { min: 500 }),
   loadSheddingEnabled: field.boolean(true, 'move bundles away from brokers persistently above the average load'),
+  autoSplitEnabled: field.boolean(true, 'split a bundle above any split-max-* limit in two halves (one per namespace per cooldown)'),
+  splitMaxTopics: field.int(1000, 'split a bundle with more loaded topics than this (0: no limit)', { min: 0 }),
+  splitMaxSessions: field.int(1000, 'split a bundle with more producers + consumers than this (0: no limit)', { min: 0 }),
+  splitMaxMsgRate: field.number(30_000, 'split a bundle with more messages per second (in + out) than this (0: no limit)', { min: 0 }),
+  splitMaxBandwidthMbytes: field.number(100, 'split a bundle with more MiB per second (in + out) than this (0: no limit)', { min: 0 }),
+  splitCooldownMs: field.int(60_000, 'after a split, leave the namespace alone this long', { min: 0 }),
+  maxBundlesPerNamespace: field.int(128, 'automatic splits stop at this many bundles per namespace', { min: 1, max: 1024 }),
+  brokerProbeIntervalMs: field.int(250, 'the leader probes every broker\'s address this often; refused connections revoke a dead broker\'s session (0: off, wait for the TTL)', { min: 0 }),
+  brokerProbeFailures: field.int(2, 'consecutive refused probes that prove a broker\'s process gone', { min: 1, max: 100 }),
+  brokerProbeTimeoutMs: field.int(1_000, 'a probe not answered within this long proves nothing (the broker keeps its session until the TTL)', { min: 50 }),
   logLevel: field.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const, 'info', 'log level'),
 };
 
 export type CoordinatorConfig = ConfigValues<typeof coordinatorConfigSpec>;
 
 /** The bundle assignment leader duty as configured (docs/ownership.md); composed into the coordinator role. */
-export function bundleAssignerDuty(config: Pick<CoordinatorConfig, 'defaultBundles' | 'assignTimeoutMs' | 'loadSheddingEnabled'>): LeaderDuty {
+export function bundleAssignerDuty(
+  config: Pick<CoordinatorConfig, 'defaultBundles' | 'assignTimeoutMs' | 'loadSheddingEnabled' | SplitConfigField> & Partial<Pick<CoordinatorConfig, LivenessConfigField>>,
+): LeaderDuty {
   return new BundleAssigner({
     random: new Random(randomBytes(4).readUInt32LE(0)), defaultBundles: config.defaultBundles,
     placement: { assignTimeoutMs: config.assignTimeoutMs }, shedding: config.loadSheddingEnabled ? {} : false,
+    splitting: splitOptionsOf(config), liveness: livenessOptionsOf(config),
   });
+}
+
+type LivenessConfigField = 'brokerProbeIntervalMs' | 'brokerProbeFailures' | 'brokerProbeTimeoutMs';
+
+/** The broker liveness probe settings of the coordinator config (`false` when turned off; decision 0065). */
+export function livenessOptionsOf(config: Partial<Pick<CoordinatorConfig, LivenessConfigField>>): Partial<LivenessOptions> | false {
+  if (config.brokerProbeIntervalMs === 0) return false;
+  const out: Partial<LivenessOptions> = {};
+  if (config.brokerProbeIntervalMs !== undefined) out.intervalMs = config.brokerProbeIntervalMs;
+  if (config.brokerProbeFailures !== undefined) out.failuresToRevoke = config.brokerProbeFailures;
+  if (config.brokerProbeTimeoutMs !== undefined) out.probeTimeoutMs = config.brokerProbeTimeoutMs;
+  return out;
+}
+
+type SplitConfigField =
+  | 'autoSplitEnabled' | 'splitMaxTopics' | 'splitMaxSessions' | 'splitMaxMsgRate' | 'splitMaxBandwidthMbytes' | 'splitCooldownMs'
+  | 'maxBundlesPerNamespace';
+
+/** The automatic split settings of the coordinator config (`false` when turned off). */
+export function splitOptionsOf(config: Pick<CoordinatorConfig, SplitConfigField>): SplitOptions | false {
+  if (!config.autoSplitEnabled) return false;
+  return {
+    maxTopics: config.splitMaxTopics, maxSessions: config.splitMaxSessions, maxMsgRate: config.splitMaxMsgRate,
+    maxBandwidthBytes: config.splitMaxBandwidthMbytes * 1024 * 1024, cooldownMs: config.splitCooldownMs,
+    maxBundlesPerNamespace: config.maxBundlesPerNamespace,
+  };
 }
 
 export interface CoordinatorDeps {

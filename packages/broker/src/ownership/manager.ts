@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { cpuUsage, memoryUsage } from 'node:process';
 import { totalmem } from 'node:os';
 import {
@@ -8,6 +9,7 @@ import {
 } from '@strata/coordinator';
 import { backoffMs, ErrorCode, sleep, StrataError, systemClock, type Clock, type Logger, Random } from '@strata/runtime';
 import type { BundleOwner, OwnershipView } from '../bundles.js';
+import { bundleLoads, type TopicLoad } from '../bundle-load.js';
 import { topicHash, type TopicName } from '../names.js';
 
 export interface OwnershipManagerOptions {
@@ -25,8 +27,11 @@ export interface OwnershipManagerOptions {
   unloadTimeoutMs?: number;
   /** Bundles of a namespace whose policies do not say (the broker's defaultBundles). */
   defaultBundles?: number;
-  /** Message rates for the load report (the service knows them). */
-  rates?(): { msgRateIn: number; msgRateOut: number };
+  /**
+   * Message rates for the load report (the service knows them); with `topics`, the report also lists
+   * the load of each owned bundle (summed over its loaded topics) for the leader's hot-bundle split.
+   */
+  rates?(): { msgRateIn: number; msgRateOut: number; topics?: readonly TopicLoad[] };
   /**
    * Graceful unload of one bundle (coordinator move, admin unload, drain): stop accepting, finish
    * in-flight writes, close the bundle's topics telling clients `target` (when known). Ownership is
@@ -88,6 +93,8 @@ export class OwnershipManager implements OwnershipView {
   private reconcileScheduled = false;
   private readonly acquiring = new Set<string>();
   private readonly startedAtMs: number;
+  /** Tells this process from an earlier one with the same broker id (published in the registration). */
+  private readonly instanceId = randomBytes(8).toString('hex');
   private reportSeq = 0;
   private lastCpu = cpuUsage();
   private lastCpuAt: number;
@@ -325,6 +332,7 @@ export class OwnershipManager implements OwnershipView {
     this.session = session;
     session.signal.addEventListener('abort', () => this.sessionEnded(session), { once: true });
     try {
+      await this.revokeEarlierInstance(session);
       await this.register(true);
     } catch (err) {
       // Unregistered sessions are useless: drop it so that the caller's retry makes a new one.
@@ -333,6 +341,32 @@ export class OwnershipManager implements OwnershipView {
       throw err;
     }
     this.logger.info({ sessionId: session.id }, 'broker registered');
+  }
+
+  /**
+   * A broker restarted with the same id finds its registration still held by the previous process's
+   * session (a crash leaves it until the TTL). Only one process may use an id, so that session is dead
+   * or a zombie: revoke it, so that its bundles are free now rather than after the TTL (decision 0066).
+   * Best effort: on failure the old keys expire as before.
+   */
+  private async revokeEarlierInstance(session: Session): Promise<void> {
+    if (!this.store.revokeSession) return;
+    let kv;
+    try {
+      kv = await this.store.get(brokerKey(this.self.brokerId));
+    } catch (err) {
+      this.logger.warn({ err }, 'cannot read this broker\'s earlier registration; an earlier session (if any) expires with its TTL');
+      return;
+    }
+    if (!kv?.sessionId || kv.sessionId === session.id) return;
+    const earlier = parseJson<BrokerRegistration>(kv.value);
+    this.logger.warn({ earlierSessionId: kv.sessionId, earlierInstanceId: earlier?.instanceId, earlierStartedAtMs: earlier?.startedAtMs, instanceId: this.instanceId },
+      'an earlier session of this broker id (a previous process, or this one\'s lost session) still holds the registration: revoking it (broker ids must be unique)');
+    try {
+      await this.store.revokeSession(kv.sessionId);
+    } catch (err) {
+      this.logger.warn({ err, earlierSessionId: kv.sessionId }, 'revoking the earlier session failed; its keys expire with its TTL');
+    }
   }
 
   private sessionEnded(session: Session): void {
@@ -406,8 +440,10 @@ export class OwnershipManager implements OwnershipView {
       memoryPercent: round((rss / totalmem()) * 100), memoryRssBytes: rss, msgRateIn: round(rates.msgRateIn), msgRateOut: round(rates.msgRateOut),
       bundleCount: this.owned.size,
     };
+    if (rates.topics) load.bundles = bundleLoads(this.ownedBundles(), rates.topics);
     const reg: BrokerRegistration = {
       id: this.self.brokerId, url: this.self.url, httpUrl: this.httpUrl, startedAtMs: this.startedAtMs, draining: this.draining, load,
+      sessionId: session.id, instanceId: this.instanceId,
     };
     try {
       await this.store.put(brokerKey(this.self.brokerId), JSON.stringify(reg), { session });

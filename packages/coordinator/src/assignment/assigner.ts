@@ -6,9 +6,11 @@ import {
   type BrokerView, type ClusterSnapshot, type PlacementAction, type PlacementOptions, type ShedOptions,
 } from './placement.js';
 import { PrefixCache } from './prefix-cache.js';
+import { BrokerLiveness, type LivenessOptions } from './liveness.js';
+import { DEFAULT_SPLIT_OPTIONS, heldBySplit, planSplits, type NamespaceView, type SplitAction, type SplitOptions } from './splitting.js';
 import {
   ASSIGNMENTS_PREFIX, assignmentKey, BROKERS_PREFIX, namespaceBundles, namespaceOfPolicyKey, OWNERSHIP_PREFIX, parseJson,
-  POLICIES_PREFIX, type AssignmentRecord, type BrokerRegistration, type BundlePolicy, type OwnershipRecord,
+  POLICIES_PREFIX, splitBundlePolicy, type AssignmentRecord, type BrokerRegistration, type BundlePolicy, type BundleSpec, type OwnershipRecord,
 } from './protocol.js';
 
 export interface BundleAssignerOptions {
@@ -21,6 +23,12 @@ export interface BundleAssignerOptions {
   placement?: Partial<PlacementOptions>;
   /** Load shedding; `false` turns it off. */
   shedding?: Partial<ShedOptions> | false;
+  /** Probing brokers to revoke the sessions of dead ones at once (decision 0065); `false` turns it off. */
+  liveness?: Partial<LivenessOptions> | false;
+  /** Automatic split of hot bundles (decision 0068); `false` turns it off. */
+  splitting?: Partial<SplitOptions> | false;
+  /** Called after each split written (tests and metrics). */
+  onSplit?(split: SplitAction): void;
   /** Called after each round (tests and metrics). */
   onRound?(actions: readonly PlacementAction[]): void;
 }
@@ -39,11 +47,13 @@ export class BundleAssigner implements LeaderDuty {
   private readonly clock: Clock;
   private readonly placement: PlacementOptions;
   private readonly shedOptions: ShedOptions | undefined;
+  private readonly splitOptions: SplitOptions | undefined;
 
   constructor(private readonly options: BundleAssignerOptions) {
     this.clock = options.clock ?? systemClock;
     this.placement = { ...DEFAULT_PLACEMENT_OPTIONS, ...options.placement };
     this.shedOptions = options.shedding === false ? undefined : { ...DEFAULT_SHED_OPTIONS, ...options.shedding };
+    this.splitOptions = options.splitting === false ? undefined : { ...DEFAULT_SPLIT_OPTIONS, ...options.splitting };
   }
 
   async run(context: LeaderContext): Promise<void> {
@@ -71,9 +81,20 @@ export class BundleAssigner implements LeaderDuty {
     };
     const shedder = this.shedOptions ? new LoadShedder(this.shedOptions, this.options.random) : undefined;
     const tickMs = this.options.tickMs ?? 1_000;
+    let liveness: BrokerLiveness | undefined;
+    /** namespace -> when the leader last split it (per leader term, like the shedder's state). */
+    const lastSplitAt = new Map<string, number>();
     try {
       await Promise.all(Object.values(caches).map((c) => c.start()));
       logger.info('bundle assignment started');
+      if (this.options.liveness !== false && store.revokeSession) {
+        liveness = new BrokerLiveness({
+          revoke: (sessionId) => store.revokeSession?.(sessionId, { signal }) ?? Promise.resolve(false),
+          registrations: () => [...caches.brokers.values()].map((e) => ({ ...e.value, id: e.key.slice(BROKERS_PREFIX.length) })),
+          logger, options: this.options.liveness,
+        });
+        liveness.start();
+      }
       while (!signal.aborted) {
         if (dirty) {
           dirty = false;
@@ -84,6 +105,10 @@ export class BundleAssigner implements LeaderDuty {
           if (shed) actions.push(shed);
           await this.execute(store, actions, caches.brokers, logger, signal);
           this.options.onRound?.(actions);
+          if (this.splitOptions) {
+            const splits = planSplits({ ...snapshot, namespaces: this.namespaces(caches.policies) }, this.splitOptions, lastSplitAt);
+            await this.executeSplits(store, splits, caches.policies, lastSplitAt, logger, signal);
+          }
         }
         if (dirty) continue;
         await new Promise<void>((resolve) => {
@@ -102,6 +127,7 @@ export class BundleAssigner implements LeaderDuty {
         wake = undefined;
       }
     } finally {
+      await liveness?.stop();
       await Promise.all(Object.values(caches).map((c) => c.close()));
       logger.info('bundle assignment stopped');
     }
@@ -116,23 +142,71 @@ export class BundleAssigner implements LeaderDuty {
       const id = e.key.slice(BROKERS_PREFIX.length);
       brokers.set(id, { id, url: e.value.url, draining: e.value.draining === true, load: e.value.load });
     }
-    const bundles: string[] = [];
+    const specs: BundleSpec[] = [];
     for (const e of caches.policies.values()) {
       const ns = namespaceOfPolicyKey(e.key);
       if (!ns) continue;
       try {
-        for (const b of namespaceBundles(ns, e.value, this.options.defaultBundles ?? 4)) bundles.push(b.id);
+        for (const b of namespaceBundles(ns, e.value, this.options.defaultBundles ?? 4)) specs.push(b);
       } catch (err) {
         logger.warn({ err, namespace: ns }, 'namespace has malformed bundle policies; not assigning it');
       }
     }
     const owners = new Map<string, string>();
     for (const e of caches.owners.values()) owners.set(e.key.slice(OWNERSHIP_PREFIX.length), e.value.brokerId);
+    // The halves of a split wait until the old owner has released the old range (decision 0068).
+    const held = heldBySplit(specs, owners);
+    const bundles = specs.filter((b) => !held.has(b.id)).map((b) => b.id);
     const assignments = new Map<string, { brokerId: string; atMs: number; version: number }>();
     for (const e of caches.assignments.values()) {
       assignments.set(e.key.slice(ASSIGNMENTS_PREFIX.length), { brokerId: e.value.brokerId, atMs: e.value.atMs, version: e.version });
     }
     return { now: this.clock.now(), bundles, brokers, owners, assignments };
+  }
+
+  /** Every namespace with well-formed bundle policies (malformed ones are logged by `snapshot`). */
+  private namespaces(policies: PrefixCache<BundlePolicy>): Map<string, NamespaceView> {
+    const out = new Map<string, NamespaceView>();
+    for (const e of policies.values()) {
+      const ns = namespaceOfPolicyKey(e.key);
+      if (!ns) continue;
+      try {
+        out.set(ns, { policy: e.value, version: e.version, bundles: namespaceBundles(ns, e.value, this.options.defaultBundles ?? 4) });
+      } catch {
+        continue;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Each split is one compare-and-swap of the namespace policy (the admin SplitBundle's write). A lost
+   * CAS (an admin changed the policy meanwhile) is skipped: the next round decides on the new policy.
+   */
+  private async executeSplits(
+    store: MetadataStore, splits: readonly SplitAction[], policies: PrefixCache<BundlePolicy>, lastSplitAt: Map<string, number>,
+    logger: Logger, signal: AbortSignal,
+  ): Promise<void> {
+    for (const split of splits) {
+      if (signal.aborted) return;
+      const key = `${POLICIES_PREFIX}${split.namespace}`;
+      const current = policies.get(key);
+      if (!current || current.version !== split.expectedVersion) continue;
+      const next = splitBundlePolicy(split.namespace, current.value, split.start, {
+        defaultBundles: this.options.defaultBundles ?? 4, maxBundles: this.splitOptions?.maxBundlesPerNamespace,
+      });
+      if (!next) continue;
+      try {
+        await store.put(key, JSON.stringify(next), { expectedVersion: split.expectedVersion, signal });
+        lastSplitAt.set(split.namespace, this.clock.now());
+        logger.info({ bundle: split.bundle, reasons: split.reasons, load: split.load, bundles: next.bundles }, 'hot bundle split');
+        this.options.onSplit?.(split);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'BAD_VERSION') continue;
+        if (signal.aborted) return;
+        logger.warn({ err, bundle: split.bundle }, 'bundle split failed; retrying next round');
+      }
+    }
   }
 
   private async execute(

@@ -32,6 +32,13 @@ export interface BrokerRegistration {
   /** True while the broker hands its bundles away (SIGTERM): the assigner gives it nothing new. */
   draining?: boolean;
   load?: LoadReport;
+  /**
+   * The session this key (and every ownership of the broker) is bound to: the coordinator revokes it
+   * when the broker's process is definitely gone (decision 0065). Absent from older brokers.
+   */
+  sessionId?: string;
+  /** Random per process start: tells a restarted broker (same id and address) from the one before. */
+  instanceId?: string;
 }
 
 export interface LoadReport {
@@ -46,6 +53,29 @@ export interface LoadReport {
   msgRateIn: number;
   msgRateOut: number;
   bundleCount: number;
+  /**
+   * Owned bundles with at least one loaded topic, busiest first, at most MAX_REPORTED_BUNDLES (the
+   * leader's input for splitting hot bundles; a bundle left out counts as idle). Absent in reports of
+   * older brokers.
+   */
+  bundles?: BundleLoad[];
+}
+
+/** Most bundles one load report lists (keeps `brokers/<id>` small; the quietest are left out). */
+export const MAX_REPORTED_BUNDLES = 256;
+
+/** The load of one owned bundle: sums over its loaded topics. Rates are per second. */
+export interface BundleLoad {
+  /** `<tenant>/<ns>/<range>` */
+  bundle: string;
+  topics: number;
+  producers: number;
+  consumers: number;
+  msgRateIn: number;
+  msgRateOut: number;
+  /** Bytes per second. */
+  msgThroughputIn: number;
+  msgThroughputOut: number;
 }
 
 /** `ownership/<bundle>`: who serves the bundle. Exists only while the owner's session lives. */
@@ -149,6 +179,23 @@ export function splitBoundaries(boundaries: readonly number[], start: number): n
   const mid = start + Math.floor((end - start) / 2);
   if (mid <= start || mid >= end) return undefined;
   return [...boundaries.slice(0, i + 1), mid, ...boundaries.slice(i + 1)];
+}
+
+/**
+ * The namespace policy after splitting its bundle that starts at `start` at the middle of its range:
+ * `bundleBoundaries` with one more boundary and `bundles` = the new count; every other field kept as it
+ * is. The one split used by the admin SplitBundle RPC and the leader's automatic split (decision 0061).
+ * Undefined when there is no bundle starting at `start`, it is too small to split, or the namespace
+ * already has `maxBundles`. Throws InvalidBundlePolicyError on a malformed policy.
+ */
+export function splitBundlePolicy<P extends BundlePolicy>(
+  namespace: string, policy: P, start: number, options: { defaultBundles?: number; maxBundles?: number } = {},
+): (P & { bundles: number; bundleBoundaries: number[] }) | undefined {
+  const all = namespaceBundles(namespace, policy, options.defaultBundles ?? 4);
+  if (all.length >= Math.min(options.maxBundles ?? MAX_NAMESPACE_BUNDLES, MAX_NAMESPACE_BUNDLES)) return undefined;
+  const boundaries = [...all.map((b) => b.start), (all[all.length - 1] as BundleSpec).end];
+  const next = splitBoundaries(boundaries, start);
+  return next ? { ...policy, bundleBoundaries: next, bundles: next.length - 1 } : undefined;
 }
 
 /** `<tenant>/<ns>` from `admin/policies/<tenant>/<ns>`, or undefined for a key of another shape. */

@@ -423,6 +423,13 @@ export class EmbeddedMetadataStore implements MetadataStore {
     return session;
   }
 
+  async revokeSession(sessionId: string): Promise<boolean> {
+    const session = this.sessions.get(sessionId);
+    if (!session) return false;
+    await session.revoke();
+    return true;
+  }
+
   /** The keep-alive and the expiry in one step: a gap longer than ttl between two checks is expiry. */
   private checkSessions(): void {
     for (const s of this.sessions.values()) s.renewOrExpire();
@@ -498,6 +505,14 @@ class EmbeddedSession implements Session {
     if (this.controller.signal.aborted) return;
     this.controller.abort(new SessionLostError(this.id, 'session closed'));
     await this.onEnd(this, undefined);
+  }
+
+  /** Ended by someone else (revokeSession): lost for the holder. */
+  async revoke(): Promise<void> {
+    if (this.controller.signal.aborted) return;
+    const reason = 'session revoked';
+    this.controller.abort(new SessionLostError(this.id, reason));
+    await this.onEnd(this, reason);
   }
 }
 

@@ -37,6 +37,21 @@ const TOO_LARGE = /too large|larger than max|too many operations/i;
 
 /** Errors after which the request was certainly not applied, so even a write may be retried. */
 const NOT_SENT = /ECONNREFUSED|No connection established|no leader|failed to connect|Connection refused|BrokenCircuit/i;
+/**
+ * grpc-js's DEADLINE_EXCEEDED of a call that never got a connection (the member's address did not
+ * answer the connect): it was never written anywhere, so a write may be retried on the next member.
+ * A call that was sent names the peer (`remote_addr=`) instead.
+ */
+const NEVER_PICKED = /Waiting for LB pick|waiting for name resolution|waiting for metadata filters/;
+
+/** Whether a failed call certainly did not reach any member. */
+export function certainlyNotSent(message: string): boolean {
+  return NOT_SENT.test(message) || (NEVER_PICKED.test(message) && !/remote_addr=/.test(message));
+}
+
+/** gRPC keepalive pings on each member's connection (decision 0014). */
+export const KEEPALIVE_TIME_MS = 10_000;
+export const KEEPALIVE_TIMEOUT_MS = 3_000;
 
 /** The smallest silence, in ms, the session rule keeps between our view and the server's lease expiry. */
 export function sessionSafetyMarginMs(ttlMs: number): number {
@@ -77,7 +92,16 @@ export class EtcdMetadataStore implements MetadataStore {
           hosts: host,
           defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
           faultHandling: { global: runOnce, host: () => runOnce },
-          grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1_000 },
+          grpcOptions: {
+            'grpc.initial_reconnect_backoff_ms': 100,
+            'grpc.max_reconnect_backoff_ms': 1_000,
+            // A member that vanished without closing its connections (a killed container's address drops
+            // packets) leaves a connection that looks open until TCP gives up, many minutes later: pings
+            // while calls are active find it dead within keepalive time + timeout, and grpc reconnects.
+            // etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time) with a GOAWAY.
+            'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+            'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+          },
         }),
     );
   }
@@ -102,7 +126,7 @@ export class EtcdMetadataStore implements MetadataStore {
         if (!transport) throw this.mapError(err, what);
         last = err;
         if (this.current === index) this.current = (index + 1) % this.members.length;
-        if (kind === 'write' && !NOT_SENT.test(message)) break;
+        if (kind === 'write' && !certainlyNotSent(message)) break;
         if (attempt + 1 < attempts) await delay(backoffMs(attempt, { initialMs: 20, maxMs: 200 }));
       }
     }
@@ -254,6 +278,17 @@ export class EtcdMetadataStore implements MetadataStore {
     return session;
   }
 
+  async revokeSession(sessionId: string): Promise<boolean> {
+    if (!/^[0-9]+$/.test(sessionId)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `not an etcd lease id: ${sessionId}`, { retriable: false });
+    try {
+      await this.call('leaseRevoke', 'write', (c) => c.leaseClient.leaseRevoke({ ID: sessionId }));
+      return true;
+    } catch (err) {
+      if (err instanceof SessionLostError) return false; // lease not found: already gone
+      throw err;
+    }
+  }
+
   campaign(election: string, candidate: string, options: CampaignOptions): Promise<Leadership> {
     return campaign(this, election, candidate, options, this.logger);
   }
@@ -301,6 +336,10 @@ class EtcdSession implements Session {
   private timer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse> | undefined;
+  /** Marks the member `stream` runs on as failed (the next keep-alive goes to another member). */
+  private streamFailed: () => void = () => {};
+  /** How long one keep-alive waits for its reply before the next member is tried (decision 0014). */
+  private readonly attemptTimeoutMs: number;
   private stopped = false;
   onEnded: () => void = () => {};
   private readonly logger: Logger;
@@ -316,6 +355,10 @@ class EtcdSession implements Session {
     this.lastAckedSendAt = sentAt;
     this.marginMs = sessionSafetyMarginMs(ttlMs);
     this.intervalMs = Math.max(100, Math.floor((ttlMs - this.marginMs) / 3));
+    // One interval, not the whole call timeout: a member that does not answer (dead without closing its
+    // connection, or stopped) must leave time for another try on the next member before the session is
+    // given up, ttl - margin = 3 intervals after the last acknowledged keep-alive.
+    this.attemptTimeoutMs = Math.min(store.callTimeoutMs, Math.max(200, this.intervalMs));
     this.logger = logger.child({ sessionId: id });
   }
 
@@ -354,7 +397,7 @@ class EtcdSession implements Session {
     const remaining = this.lossAt - sentAt;
     let ok = false;
     try {
-      const ttl = await this.sendKeepAlive(Math.min(this.store.callTimeoutMs, Math.max(50, remaining)));
+      const ttl = await this.sendKeepAlive(Math.min(this.attemptTimeoutMs, Math.max(50, remaining)));
       if (this.stopped) return;
       if (ttl <= 0) {
         this.lose('the server no longer has the lease');
@@ -370,26 +413,34 @@ class EtcdSession implements Session {
       this.logger.warn({ err }, 'session keep-alive failed');
     }
     if (this.stopped || !this.isAlive()) return;
-    // After a failure, try the next member soon rather than a whole interval later.
-    const next = ok ? Math.max(0, sentAt + this.intervalMs - this.clock.monotonic()) : Math.min(this.intervalMs, 100);
+    // After a failure, try the next member at once rather than a whole interval later (a short pause
+    // only so that members refusing at once do not make a busy loop).
+    const next = ok ? Math.max(0, sentAt + this.intervalMs - this.clock.monotonic()) : Math.min(this.intervalMs, 20);
     this.timer = setTimeout(() => void this.keepAlive(), next);
   }
 
   /** One keep-alive round trip on the current member, bounded by timeoutMs. Resolves the granted TTL. */
   private async sendKeepAlive(timeoutMs: number): Promise<number> {
     const { client, failed } = this.store.streamClient();
+    // The member this attempt depends on: the stream's, which may not be the current one any more.
+    let memberFailed = failed;
     try {
       if (!this.stream) {
         const stream = await client.leaseClient.leaseKeepAlive();
-        stream.on('error', () => {
-          if (this.stream === stream) this.stream = undefined;
-        });
-        stream.on('end', () => {
-          if (this.stream === stream) this.stream = undefined;
-        });
+        // A stream that breaks between keep-alives (its member died) sends the next one elsewhere at
+        // once; our own drop (dropStream) has already cleared this.stream, so it does not count.
+        const broken = () => {
+          if (this.stream !== stream) return;
+          this.stream = undefined;
+          failed();
+        };
+        stream.on('error', broken);
+        stream.on('end', broken);
         this.stream = stream;
+        this.streamFailed = failed;
       }
       const stream = this.stream;
+      memberFailed = this.streamFailed;
       return await new Promise<number>((resolve, reject) => {
         const timer = setTimeout(() => done(new MetadataUnavailableError(`keep-alive got no reply in ${timeoutMs} ms`)), timeoutMs);
         const onData = (res: ILeaseKeepAliveResponse) => done(undefined, Number(res.TTL));
@@ -408,7 +459,7 @@ class EtcdSession implements Session {
         stream.write({ ID: this.id });
       });
     } catch (err) {
-      failed();
+      memberFailed();
       this.dropStream();
       throw err;
     }

@@ -40,6 +40,15 @@ export interface MetadataStore {
   createSession(options: SessionOptions): Promise<Session>;
 
   /**
+   * Ends any session by its id (a key's `sessionId`), in this process or another: its keys vanish at
+   * once, and its holder learns on its next keep-alive (its `signal` aborts with SessionLostError).
+   * For a holder known to be dead (decision 0065); a live holder loses its keys before it knows, so
+   * callers rely on fencing for anything it still writes. False if no such session exists.
+   * Optional: stores without it cannot revoke (callers wait for expiry).
+   */
+  revokeSession?(sessionId: string, options?: CallOptions): Promise<boolean>;
+
+  /**
    * Waits until `candidate` leads `election` (first come first served), holding the leadership on
    * `session`. Resolves with a Leadership whose signal aborts when leadership ends.
    */

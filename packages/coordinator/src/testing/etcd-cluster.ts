@@ -146,6 +146,35 @@ export class EtcdCluster {
     m.paused = false;
   }
 
+  /**
+   * The index of the member that leads the raft group now, asked of the running, not paused members
+   * (undefined when none answers or there is no leader).
+   */
+  async leaderIndex(): Promise<number | undefined> {
+    for (const m of this.members) {
+      if (!m.process || m.paused) continue;
+      try {
+        const res = await fetch(`http://127.0.0.1:${m.clientPort}/v3/maintenance/status`, {
+          method: 'POST', body: '{}', signal: AbortSignal.timeout(1_000),
+        });
+        const body = (await res.json()) as { header?: { member_id?: string }; leader?: string };
+        if (!body.leader || body.leader === '0') continue;
+        if (body.leader === body.header?.member_id) return this.members.indexOf(m);
+        // Another member leads: find it by asking each for its own id.
+        for (const [i, other] of this.members.entries()) {
+          if (!other.process || other.paused || other === m) continue;
+          const r = await fetch(`http://127.0.0.1:${other.clientPort}/v3/maintenance/status`, {
+            method: 'POST', body: '{}', signal: AbortSignal.timeout(1_000),
+          });
+          if (((await r.json()) as { header?: { member_id?: string } }).header?.member_id === body.leader) return i;
+        }
+      } catch {
+        // not answering: ask the next one
+      }
+    }
+    return undefined;
+  }
+
   /** Waits until member i answers /health with a leader. */
   async waitHealthy(i: number, timeoutMs = this.startTimeoutMs): Promise<void> {
     const m = this.member(i);
