@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { loadProtos } from '@strata/runtime';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Cluster, ClusterNode } from './harness/cluster.js';
 import { History } from './harness/history.js';
+import { watchClaims } from './robustness/faults.js';
 
 // The checker must be able to fail: each invariant is shown catching its violation.
 describe('History checker', () => {
@@ -38,5 +42,55 @@ describe('History checker', () => {
     expect(report.duplicates).toEqual(['p:0', 'p:1']);
     expect(report.storedTwice).toEqual(['p:1']);
     expect(h.missing()).toBe(0);
+  });
+});
+
+// The "no two owners at once" check of the owner faults (test/robustness/faults.ts) must be able to
+// fail too: stand-in Admin servers answer LookupBundle as scripted (no cluster needed).
+describe('watchClaims', () => {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- generated types live in the broker package
+  const proto = loadProtos<any>(['strata/broker/v1/admin.proto']);
+  const servers: grpc.Server[] = [];
+
+  /** An Admin server whose LookupBundle answers `owner(address)` (the claimed owner's host:port, or ''). */
+  async function standIn(owner: (self: string) => string): Promise<ClusterNode> {
+    const server = new grpc.Server();
+    let self = '';
+    server.addService(proto.strata.broker.v1.Admin.service, {
+      LookupBundle: (_call: unknown, cb: (err: null, res: object) => void) => cb(null, { namespace: 'public/x', range: '0x00000000_0xffffffff', ownerBrokerId: owner(self), ownerUrl: owner(self) }),
+    });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    servers.push(server);
+    self = `127.0.0.1:${port}`;
+    return {
+      role: 'broker', index: servers.length - 1, address: self, httpUrl: 'http://127.0.0.1:1', running: true,
+      kill: async () => undefined, pause: () => undefined, resume: () => undefined, restart: async () => undefined, stop: async () => undefined,
+    };
+  }
+
+  const clusterOf = (brokers: ClusterNode[]): Cluster => ({
+    serviceUrl: '', metadataUrl: '', brokers, bookies: [], coordinators: [], etcdMembers: [], stop: async () => undefined,
+  });
+
+  afterAll(() => {
+    for (const s of servers) s.forceShutdown();
+  });
+
+  it('reports the old owner still claiming the bundle after another took it', async () => {
+    const t0 = Date.now();
+    const old = await standIn((self) => self); // never lets go
+    const next = await standIn((self) => (Date.now() - t0 > 200 ? self : ''));
+    const watch = watchClaims(clusterOf([old, next]), 'persistent://public/x/t', old);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await watch.stop()).toMatch(/broker-0 still claimed the topic's bundle at .* after broker-1 claimed it/);
+  });
+
+  it('passes a clean hand-over (the old owner lets go before the next claims)', async () => {
+    const t0 = Date.now();
+    const old = await standIn((self) => (Date.now() - t0 < 200 ? self : ''));
+    const next = await standIn((self) => (Date.now() - t0 > 500 ? self : ''));
+    const watch = watchClaims(clusterOf([old, next]), 'persistent://public/x/t', old);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await watch.stop()).toBeUndefined();
   });
 });

@@ -12,7 +12,7 @@
  * image cannot be pulled here); stop() removes everything this harness started.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -262,7 +262,7 @@ async function waitReady(url: string, timeoutMs: number): Promise<void> {
 }
 
 /** One container of the cluster, driven by docker (kill = SIGKILL, pause = cgroup freeze). */
-class ContainerNode implements ClusterNode {
+export class ContainerNode implements ClusterNode {
   running = true;
   constructor(
     readonly role: 'broker' | 'bookie' | 'coordinator',
@@ -276,6 +276,12 @@ class ContainerNode implements ClusterNode {
   async kill(): Promise<void> {
     docker('kill', this.container.getId());
     this.running = false;
+  }
+
+  /** The last 2000 lines of its output (docker logs), for the checks of a fault. */
+  get recentOutput(): string {
+    const out = spawnSync('docker', ['logs', '--tail', '2000', this.container.getId()], { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 * 1024 * 1024 });
+    return `${out.stdout ?? ''}${out.stderr ?? ''}`;
   }
 
   pause(): void {
@@ -331,6 +337,50 @@ export interface ContainerScenarioClusterOptions {
   readyTimeoutMs?: number;
 }
 
+/**
+ * Writes `docker logs` of every container to `<tmpdir>/<cluster id>-logs/<container name>.log` (kept
+ * for a look after the run; the harness removes the containers on stop).
+ */
+function keepLogs(id: string, containers: StartedTestContainer[]): void {
+  const dir = join(tmpdir(), `${id}-logs`);
+  mkdirSync(dir, { recursive: true });
+  for (const c of containers) {
+    const out = spawnSync('docker', ['logs', '-t', c.getId()], { encoding: 'utf8', timeout: 60_000, maxBuffer: 512 * 1024 * 1024 });
+    writeFileSync(join(dir, `${c.getName().replace(/^\//, '')}.log`), `${out.stdout ?? ''}${out.stderr ?? ''}`);
+  }
+  console.log(`container logs kept in ${dir}`);
+}
+
+/**
+ * Why ContainerScenarioCluster.cutFromEtcd cannot work on this host, or undefined. It drops packets with
+ * the host's iptables (DOCKER-USER chain), which sees traffic between containers on one bridge only when
+ * br_netfilter passes bridged packets to iptables (net.bridge.bridge-nf-call-iptables = 1); needs root.
+ */
+export function containerCutUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'not root (iptables)';
+  if (spawnSync('iptables', ['-L', 'DOCKER-USER', '-n'], { timeout: 10_000 }).status !== 0) return 'no iptables DOCKER-USER chain';
+  try {
+    if (readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').trim() !== '1') return 'net.bridge.bridge-nf-call-iptables is not 1';
+  } catch {
+    return 'br_netfilter not loaded (no /proc/sys/net/bridge/bridge-nf-call-iptables)';
+  }
+  return undefined;
+}
+
+/**
+ * Removes cut rules (cutFromEtcd) that a run which died before its stop() left for addresses of
+ * `subnet`: the subnet was free, so no running cluster owns them, and they would cut the new one.
+ */
+function dropStaleCuts(subnet: string): void {
+  const listed = spawnSync('iptables', ['-S', 'DOCKER-USER'], { encoding: 'utf8', timeout: 10_000 });
+  if (listed.status !== 0) return;
+  for (const line of listed.stdout.split('\n')) {
+    if (!line.startsWith('-A DOCKER-USER ') || !line.includes('strata-cut-') || !line.includes(` ${subnet}.`)) continue;
+    const args = line.slice('-A DOCKER-USER '.length).match(/"[^"]*"|\S+/g)?.map((a) => a.replace(/^"|"$/g, '')) ?? [];
+    spawnSync('iptables', ['-D', 'DOCKER-USER', ...args], { timeout: 10_000 });
+  }
+}
+
 /** A container cluster that implements the scenario harness's Cluster. */
 export class ContainerScenarioCluster implements Cluster {
   private constructor(
@@ -341,8 +391,12 @@ export class ContainerScenarioCluster implements Cluster {
     readonly bookies: ContainerNode[],
     readonly coordinators: ContainerNode[],
     readonly etcdMembers: ContainerEtcdMember[],
+    private readonly etcdIps: string[],
     private readonly cleanup: () => Promise<void>,
   ) {}
+
+  /** iptables rules in place for cuts (each an argument list after -I/-D DOCKER-USER). */
+  private readonly cuts = new Set<string[]>();
 
   static async start(options: ContainerScenarioClusterOptions = {}): Promise<ContainerScenarioCluster> {
     const id = `strata-${randomUUID().slice(0, 8)}`;
@@ -356,11 +410,13 @@ export class ContainerScenarioCluster implements Cluster {
       if (docker('network', 'create', '--subnet', `${candidate}.0/24`, '--label', `strata.cluster=${id}`, id).status === 0) subnet = candidate;
     }
     if (!subnet) throw new Error('could not create a docker network with a free 10.234.x.0/24 subnet');
+    dropStaleCuts(subnet);
     let nextHost = 10;
     const ipOf = () => `${subnet}.${nextHost++}`;
     const containers: StartedTestContainer[] = [];
     const dataDirs: string[] = [];
     const cleanup = async () => {
+      if (process.env.STRATA_KEEP_TEST_DIRS) keepLogs(id, containers);
       await Promise.allSettled(containers.map((c) => c.stop({ timeout: 1_000, remove: true })));
       removeLabelled(id);
       docker('network', 'rm', id);
@@ -417,7 +473,7 @@ export class ContainerScenarioCluster implements Cluster {
       for (let i = 0; i < (options.coordinators ?? 1); i++) coordinators.push(await startRole('coordinator', i));
       const bookies = await Promise.all(Array.from({ length: options.bookies ?? 3 }, (_, i) => startRole('bookie', i)));
       const brokers = await Promise.all(Array.from({ length: options.brokers ?? 1 }, (_, i) => startRole('broker', i)));
-      return new ContainerScenarioCluster(id, `pulsar://${brokers.map((b) => b.address).join(',')}`, metadataUrl, brokers, bookies, coordinators, etcdMembers, cleanup);
+      return new ContainerScenarioCluster(id, `pulsar://${brokers.map((b) => b.address).join(',')}`, metadataUrl, brokers, bookies, coordinators, etcdMembers, etcdIps, cleanup);
     } catch (err) {
       await cleanup();
       throw err;
@@ -437,7 +493,51 @@ export class ContainerScenarioCluster implements Cluster {
     if (out.status !== 0) throw new Error(`network connect ${node.role}-${node.index}: ${out.stderr}`);
   }
 
+  cutFromEtcdUnavailable(): string | undefined {
+    return containerCutUnavailable();
+  }
+
+  /**
+   * Cuts `node` off every etcd member's client port, both directions, with DROP rules (connections hang
+   * as on a real partition; the node keeps its clients and bookies). Resolves with the heal function.
+   */
+  async cutFromEtcd(node: ClusterNode): Promise<() => Promise<void>> {
+    const why = this.cutFromEtcdUnavailable();
+    if (why) throw new Error(`cannot cut a node off etcd here: ${why}`);
+    const ip = node.address.split(':')[0]!;
+    const comment = ['-m', 'comment', '--comment', `strata-cut-${this.name}`];
+    const rules = this.etcdIps.flatMap((etcd) => [
+      ['-s', ip, '-d', etcd, '-p', 'tcp', '--dport', String(PORTS.etcdClient), ...comment, '-j', 'DROP'],
+      ['-s', etcd, '-d', ip, '-p', 'tcp', '--sport', String(PORTS.etcdClient), ...comment, '-j', 'DROP'],
+    ]);
+    for (const rule of rules) {
+      const out = spawnSync('iptables', ['-I', 'DOCKER-USER', ...rule], { encoding: 'utf8', timeout: 10_000 });
+      if (out.status !== 0) {
+        this.dropRules();
+        throw new Error(`iptables -I DOCKER-USER ${rule.join(' ')}: ${out.stderr}`);
+      }
+      this.cuts.add(rule);
+    }
+    return async () => {
+      for (const rule of rules) this.dropRule(rule);
+    };
+  }
+
+  async healCuts(): Promise<void> {
+    this.dropRules();
+  }
+
+  private dropRule(rule: string[]): void {
+    if (!this.cuts.delete(rule)) return;
+    spawnSync('iptables', ['-D', 'DOCKER-USER', ...rule], { timeout: 10_000 });
+  }
+
+  private dropRules(): void {
+    for (const rule of [...this.cuts]) this.dropRule(rule);
+  }
+
   async stop(): Promise<void> {
+    this.dropRules();
     await this.cleanup();
   }
 }

@@ -8,11 +8,11 @@ type Unary = (req: object, options: grpc.CallOptions, cb: (err: grpc.ServiceErro
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- generated types live in the broker package
 const adminProto = loadProtos<any>(['strata/broker/v1/admin.proto']);
 
-/** One call of the broker's Admin service at `address` (host:port), with a 15 s deadline. */
-export function adminCall<T>(address: string, method: string, req: object): Promise<T> {
+/** One call of the broker's Admin service at `address` (host:port), with a deadline (15 s by default). */
+export function adminCall<T>(address: string, method: string, req: object, timeoutMs = 15_000): Promise<T> {
   const client = new adminProto.strata.broker.v1.Admin(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Unary>;
   return new Promise<T>((resolve, reject) => {
-    (client[method] as Unary).call(client, req, { deadline: Date.now() + 15_000 }, (err, res) => {
+    (client[method] as Unary).call(client, req, { deadline: Date.now() + timeoutMs }, (err, res) => {
       client.close();
       if (err) reject(err);
       else resolve(res as T);

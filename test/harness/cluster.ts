@@ -19,6 +19,8 @@ export interface ClusterNode {
   restart(): Promise<void>;
   /** SIGTERM and wait. */
   stop(): Promise<void>;
+  /** The last part of its output, where the harness keeps it (evidence for a fault's checks). */
+  readonly recentOutput?: string;
 }
 
 /** One etcd member: its loss (kill -9) and return are faults too. */
@@ -40,4 +42,14 @@ export interface Cluster {
   readonly coordinators: readonly ClusterNode[];
   readonly etcdMembers: readonly EtcdMemberNode[];
   stop(): Promise<void>;
+  /**
+   * Optional fault: cuts `node` off every etcd member's client port, both directions (packets dropped,
+   * connections hang as on a real partition), until the returned function is called. Cuts still in
+   * place are healed by `healCuts` and by `stop`. Absent where the harness cannot cut.
+   */
+  cutFromEtcd?(node: ClusterNode): Promise<() => Promise<void>>;
+  /** Heals every cut still in place (a scenario that failed half-way). */
+  healCuts?(): Promise<void>;
+  /** Why `cutFromEtcd` cannot work here (printed by a skipped scenario); undefined when it can. */
+  cutFromEtcdUnavailable?(): string | undefined;
 }

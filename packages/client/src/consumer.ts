@@ -279,6 +279,8 @@ export class TopicConsumer {
   readonly #requests: PendingRequests<ConsumerEvent__Output>;
   #state: State = 'connecting';
   #call: grpc.ClientDuplexStream<ConsumerCommand, ConsumerEvent__Output> | undefined;
+  /** The broker the stream last connected to (the topic's owner then). */
+  #ownerAddress: string | undefined;
   #owed = 0;
   readonly #entryAcks = new Map<string, EntryAcks>();
   #ackQueue: PendingAck[] = [];
@@ -332,6 +334,7 @@ export class TopicConsumer {
     const address = redirect ?? (await this.#ctx.pool.lookup(this.topic));
     const conn = await this.#ctx.pool.connect(address);
     if (this.isClosed) return;
+    this.#ownerAddress = address;
     const call = conn.broker.Consume();
     this.#call = call;
     call.on('data', (ev: ConsumerEvent__Output) => this.#onEvent(call, ev));
@@ -646,7 +649,8 @@ export class TopicConsumer {
 
   /** The id of the last entry of the topic (ledgerId -1 if empty). */
   async lastMessageId(): Promise<MessageId> {
-    const conn = this.#ctx.pool.service();
+    // Only the topic's owner answers: ask the broker the stream is on (after a lookup if none yet).
+    const conn = await this.#ctx.pool.connect(this.#ownerAddress ?? (await this.#ctx.pool.lookup(this.topic)));
     const res = await unary<{ messageId: { ledgerId: number; entryId: number } | null }>(
       (cb, opts) => conn.broker.GetLastMessageId({ topic: this.topic }, opts, cb), this.#ctx.operationTimeoutMs);
     const m = res.messageId;
