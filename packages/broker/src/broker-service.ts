@@ -220,13 +220,15 @@ export class BrokerService {
   }
 
   private async load(name: TopicName, create: boolean): Promise<Topic> {
-    await this.closing.get(name.toString());
     const owner = await this.ownership.ownerOf(name);
     if (!owner) {
       await this.resources.getPolicies(name.namespaceName); // NOT_FOUND for a namespace that does not exist
       throw new ServiceNotReadyError(`no broker owns the bundle of ${name} yet; retry`);
     }
+    // Ownership first: a client of a topic this broker no longer owns is sent on at once, not held
+    // while the old copy's close waits on the metadata store.
     if (!owner.isMine) throw new NotOwnerError(name.toString());
+    await this.closing.get(name.toString());
     const bundleSignal = this.ownership.topicSignal ? await this.ownership.topicSignal(name) : undefined;
     if (this.ownership.topicSignal && !bundleSignal) throw new NotOwnerError(name.toString());
     const topic = await this.loadOwned(name, create);

@@ -329,7 +329,9 @@ export class PersistentTopic implements Topic {
     this.closer.abort(new ServiceNotReadyError(`topic ${this.name} closed: ${reason}`));
     for (const p of [...this.producers]) p.sink.closed(reason, redirectBrokerUrl);
     this.producers.clear();
-    for (const s of this.subscriptions.values()) await s.close(reason, { closeCursor: !deleteData, redirectBrokerUrl });
+    // Together: each close tells its consumers at once, then waits for its cursor write; one by one, a
+    // slow metadata store (a broker cut off etcd) would keep later subscriptions' consumers waiting.
+    await Promise.all([...this.subscriptions.values()].map((s) => s.close(reason, { closeCursor: !deleteData, redirectBrokerUrl })));
     if (deleteData) {
       await this.ml.delete();
       this.logger.info('topic deleted');

@@ -354,6 +354,9 @@ describe('ownership faults (real etcd, real processes)', () => {
         expect(zombie.isOwned(s.id)).toBe(false);
       }
       console.log(`zombie dropped its bundles ${Math.min(...gaps)}..${Math.max(...gaps)} ms before the new owner acquired them (first abort ${Math.min(...abortedAt.values()) - pausedAt} ms after the pause)`);
+      // Without a session its view is stale: it answers no lookup (the client asks another broker) rather
+      // than name itself or wait for an acquisition it cannot see.
+      await expect(zombie.ownerOf(TopicName.parse(`persistent://${ns}/any`))).rejects.toMatchObject({ code: 'SERVICE_NOT_READY' });
     } finally {
       etcd.resume(0);
     }

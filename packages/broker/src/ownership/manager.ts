@@ -10,6 +10,7 @@ import {
 import { backoffMs, ErrorCode, sleep, StrataError, systemClock, type Clock, type Logger, Random } from '@strata/runtime';
 import type { BundleOwner, OwnershipView } from '../bundles.js';
 import { bundleLoads, type TopicLoad } from '../bundle-load.js';
+import { ServiceNotReadyError } from '../errors.js';
 import { topicHash, type TopicName } from '../names.js';
 
 export interface OwnershipManagerOptions {
@@ -187,10 +188,12 @@ export class OwnershipManager implements OwnershipView {
   }
 
   async ownerOf(topic: TopicName, options: { signal?: AbortSignal } = {}): Promise<(BundleOwner & { isMine: boolean }) | undefined> {
+    this.assertSession();
     const spec = await this.bundleOfTopic(topic);
     if (!spec) return undefined;
     const deadline = this.clock.monotonic() + (this.options.acquireWaitMs ?? 2_000);
     for (;;) {
+      this.assertSession();
       const answer = this.answer(spec);
       if (answer) return answer;
       // Unowned: an acquisition (by us or by the broker it is or is about to be assigned to) is usually a
@@ -198,6 +201,16 @@ export class OwnershipManager implements OwnershipView {
       const left = deadline - this.clock.monotonic();
       if (left <= 0 || this.draining || options.signal?.aborted) return undefined;
       await this.waitForChange(Math.min(left, 100), options.signal);
+    }
+  }
+
+  /**
+   * Without a live session this broker's view of ownership is stale and its metadata calls may hang (cut
+   * off from etcd): it answers no lookup, so the client asks another broker at once.
+   */
+  private assertSession(): void {
+    if (this.started && !this.stopController.signal.aborted && !this.session?.isAlive()) {
+      throw new ServiceNotReadyError(`broker ${this.self.brokerId} has no live metadata session; ask another broker`);
     }
   }
 

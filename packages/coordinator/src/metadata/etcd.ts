@@ -112,8 +112,11 @@ export class EtcdMetadataStore implements MetadataStore {
   async call<T>(what: string, kind: 'read' | 'write', fn: (client: Etcd3) => Promise<T>, signal?: AbortSignal): Promise<T> {
     if (this.closed) throw new MetadataUnavailableError('metadata store is closed');
     const attempts = Math.max(3, this.members.length * 2);
+    // Each attempt has its own deadline (callTimeoutMs); the whole call gets two of them, so a caller cut
+    // off from every member hears so in seconds, not after every member timed out twice.
+    const giveUpAt = Date.now() + 2 * this.callTimeoutMs;
     let last: unknown;
-    for (let attempt = 0; attempt < attempts; attempt++) {
+    for (let attempt = 0; attempt < attempts && (attempt === 0 || Date.now() < giveUpAt); attempt++) {
       signal?.throwIfAborted();
       const index = this.current;
       const client = this.members[index] as Etcd3;
