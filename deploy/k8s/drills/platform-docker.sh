@@ -51,8 +51,10 @@ platform_kill() {
   local delay=$RECREATE_SECONDS
   docker kill "$1"
   [ "$(docker inspect -f '{{index .Config.Labels "strata.role"}}' "$1")" != broker ] || delay=$BROKER_RECREATE_SECONDS
-  # In the background (not holding the caller's output open), so that probing starts at once.
-  (sleep "$delay" && docker start "$1") >/dev/null 2>&1 &
+  # In the background, so that probing starts at once. A `bash -c` (an exec), not a ( ) subshell: a
+  # subshell would inherit the descriptor bash saved for the caller's redirection and hold the caller's
+  # `$(...)` open until the restart, which the drill would then count as recovery time.
+  bash -c 'sleep "$0" && docker start "$1"' "$delay" "$1" >/dev/null 2>&1 &
 }
 
 platform_bookies() {
