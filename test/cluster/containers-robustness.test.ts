@@ -36,6 +36,7 @@ function expectClean(result: ScenarioResult): void {
     expect(sub.lost, `${where}: acknowledged but never delivered`).toEqual([]);
     expect(sub.phantom, `${where}: delivered but never sent`).toEqual([]);
     expect(sub.storedTwice, `${where}: stored twice despite dedup`).toEqual([]);
+    expect(sub.redeliveredAfterAck, `${where}: acknowledged (and persisted) but delivered again`).toEqual([]);
     if (sub.ordered) expect(sub.reordered, `${where}: order per producer`).toEqual([]);
   }
   for (const p of result.producers) {
@@ -80,6 +81,8 @@ describe.skipIf(skip !== '')('robustness on a container cluster', () => {
       const result = await runScenario({
         name, cluster, topic: scenarioTopic, schedule: rounds(1, rng, (r) => make(r, scenarioTopic)),
         logDir: LOG_DIR,
+        // The brokers' default cursor flush (1 s) plus a margin for the SDK's ack grouping and the write.
+        ackDurableAfterMs: 3000,
         workload: { ratePerProducer: RATE, maxMessagesPerProducer: 1000 + 500 * Math.ceil(RATE / 40) },
       });
       expectClean(result);

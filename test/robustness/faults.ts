@@ -51,13 +51,14 @@ export function describeSchedule(steps: readonly FaultStep[]): string {
 /**
  * Runs the steps in order, each no earlier than its offset from `startedAt` (a step that takes long,
  * like a restart waiting for readiness, delays the ones after it). Resolves with the time the last
- * step finished: the moment the cluster is whole again.
+ * step finished: the moment the cluster is whole again. `startedSteps` receives each step's start time.
  */
-export async function runSchedule(steps: readonly FaultStep[], startedAt: number, log: (line: string) => void): Promise<number> {
+export async function runSchedule(steps: readonly FaultStep[], startedAt: number, log: (line: string) => void, startedSteps: number[] = []): Promise<number> {
   for (const step of steps) {
     const wait = startedAt + step.atMs - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const t0 = Date.now();
+    startedSteps.push(t0);
     await step.run();
     log(`  done +${((Date.now() - startedAt) / 1000).toFixed(2)}s (${Date.now() - t0} ms) ${step.description}`);
   }

@@ -28,6 +28,13 @@ export interface ScenarioOptions {
   log?: (line: string) => void;
   /** Where to write the SDK's log (`client-<topic>.log`); default: nowhere. */
   logDir?: string;
+  /**
+   * How long after a consumer's acknowledgement the broker has surely persisted it (cursor flush
+   * interval + a margin): an acknowledged message may come again only if acknowledged within this
+   * window before the faults began, or while they lasted.
+   * Default: not checked.
+   */
+  ackDurableAfterMs?: number;
 }
 
 const defaultLog = (line: string) => console.log(line);
@@ -44,7 +51,9 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
   try {
     await workload.start();
     const startedAt = Date.now();
-    const healedAt = await runSchedule(options.schedule, startedAt, log);
+    const stepStarts: number[] = [];
+    const healedAt = await runSchedule(options.schedule, startedAt, log, stepStarts);
+    const faultPeriod = { fromMs: stepStarts[0] ?? healedAt, toMs: healedAt };
     // Keep the load on until every producer has had sends acknowledged that started after the last
     // fault (at least the tail, at most a minute): resuming is checked, how fast is only reported.
     const tailEnd = Date.now() + (options.tailMs ?? 3000);
@@ -55,7 +64,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     await workload.stopProducing();
     await workload.drain();
     const readBack = await workload.readBack();
-    const result = { subscriptions: [...workload.subscriptionReports(), readBack], producers: workload.producerReports(), resumed: workload.ackedSentAfter(healedAt) };
+    const result = { subscriptions: [...workload.subscriptionReports({ faultPeriod, ackDurableAfterMs: options.ackDurableAfterMs }), readBack], producers: workload.producerReports(), resumed: workload.ackedSentAfter(healedAt) };
     log(`[${options.name}] producers ${JSON.stringify(result.producers)}\n  acknowledged sends started after the schedule: ${JSON.stringify(result.resumed)}\n${summarize(result.subscriptions)}`);
     return result;
   } finally {

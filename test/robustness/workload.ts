@@ -187,8 +187,9 @@ export class Workload {
       const payload = msg.getData().toString('utf8');
       const stream = sub.type === 'KeyShared' ? `${sub.name}/${msg.getPartitionKey()}` : sub.name;
       sub.history.receivedBy(stream, payload, msg.getMessageId().toString());
-      // An acknowledgement lost in a fault only means a redelivery, which the checks allow.
-      consumer.acknowledge(msg).catch(() => undefined);
+      // An acknowledgement lost in a fault only means a redelivery, which the checks allow while it is
+      // younger than the cursor's persistence window.
+      consumer.acknowledge(msg).then(() => sub.history.consumerAcknowledged(payload), () => undefined);
     }
   }
 
@@ -251,8 +252,9 @@ export class Workload {
     return this.producers.map((p) => ({ name: p.name, sent: p.sent, acknowledged: p.acked, failed: p.failed, maxAckGapMs: p.maxAckGapMs, ...(p.firstError ? { firstError: p.firstError } : {}) }));
   }
 
-  subscriptionReports(): SubscriptionReport[] {
-    return this.subs.map((s) => ({ subscription: s.name, type: s.type, ordered: ORDERED_TYPES.has(s.type), maxReceiveGapMs: s.maxReceiveGapMs, ...s.history.check() }));
+  /** `check`: History's options (fault times and the acknowledgement persistence window). */
+  subscriptionReports(check: Parameters<History['check']>[0] = {}): SubscriptionReport[] {
+    return this.subs.map((s) => ({ subscription: s.name, type: s.type, ordered: ORDERED_TYPES.has(s.type), maxReceiveGapMs: s.maxReceiveGapMs, ...s.history.check(check) }));
   }
 
   /** Stops the consumer loops and closes the client (producers and consumers with it). */
@@ -268,6 +270,6 @@ export class Workload {
 /** A one-line summary of a report, for the test log (the full lists go in failure messages). */
 export function summarize(reports: SubscriptionReport[]): string {
   return reports
-    .map((r) => `${r.subscription}: acked=${r.acknowledged} delivered=${r.delivered} lost=${r.lost.length} dup=${r.duplicates.length} storedTwice=${r.storedTwice.length} reordered=${r.reordered.length} phantom=${r.phantom.length} maxReceiveGapMs=${r.maxReceiveGapMs}`)
+    .map((r) => `${r.subscription}: acked=${r.acknowledged} delivered=${r.delivered} lost=${r.lost.length} dup=${r.duplicates.length} storedTwice=${r.storedTwice.length} reordered=${r.reordered.length} phantom=${r.phantom.length} redeliveredAfterAck=${r.redeliveredAfterAck.length} maxReceiveGapMs=${r.maxReceiveGapMs}`)
     .join('\n');
 }
