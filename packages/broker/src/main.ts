@@ -99,6 +99,8 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
   let ledgerClient = deps.ledgerClient;
   let service: BrokerService | undefined;
   let ownership: OwnershipManager | undefined;
+  /** Set by the last component: readiness may follow the metadata session from then on. */
+  let started = false;
   const defaultPolicies: NamespacePolicies = {
     deduplicationEnabled: false, retentionTimeMinutes: 0, retentionSizeMb: 0, messageTtlSeconds: 0, bundles: config.defaultBundles,
     ensembleSize: 0, writeQuorum: 0, ackQuorum: 0,
@@ -144,6 +146,10 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
         acquireWaitMs: config.acquireWaitMs, unloadTimeoutMs: config.unloadTimeoutMs,
         rates: () => service?.rates() ?? { msgRateIn: 0, msgRateOut: 0 },
         onUnload: (bundle, target) => (service as BrokerService).unloadBundle(bundle, target),
+        // Without a session the broker owns nothing and answers no lookup: not ready until it registers again.
+        onSessionChange: (alive) => {
+          if (started) host.setReady(alive, 'metadata session lost; registering again');
+        },
         logger, clock, random,
       });
       service = new BrokerService(factory, resources, ownership, {
@@ -201,8 +207,14 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
   });
   components.push({
     name: 'ready',
-    start: async () => host.setReady(true),
-    stop: async () => host.setReady(false, 'stopping'),
+    start: async () => {
+      started = true;
+      host.setReady(true);
+    },
+    stop: async () => {
+      started = false;
+      host.setReady(false, 'stopping');
+    },
   });
   await lifecycle.start(components);
   const m = ownership as OwnershipManager;

@@ -275,9 +275,9 @@ describe('ownership faults (real etcd, real processes)', () => {
     await etcd?.stop();
   });
 
-  async function manager(url: string, cluster: string, id: string) {
+  async function manager(url: string, cluster: string, id: string, extra: Partial<OwnershipManagerOptions> = {}) {
     const store = await createMetadataStore(url, { logger: silentLogger(), cluster });
-    const m = new OwnershipManager({ store, self: { brokerId: id, url: `${id}:6650` }, sessionTtlMs: TTL_MS, logger: silentLogger() });
+    const m = new OwnershipManager({ store, self: { brokerId: id, url: `${id}:6650` }, sessionTtlMs: TTL_MS, logger: silentLogger(), ...extra });
     await m.start();
     stops.push(async () => {
       await m.stop({ drain: false });
@@ -331,7 +331,8 @@ describe('ownership faults (real etcd, real processes)', () => {
     stops.push(() => admin.close());
     await admin.put(`admin/policies/${ns}`, JSON.stringify({ bundles: 4 }));
     // The zombie talks only to member 0; everyone else to members 1 and 2.
-    const zombie = await manager(etcd.urlOf(0), cluster, 'zombie');
+    const sessionChanges: boolean[] = [];
+    const zombie = await manager(etcd.urlOf(0), cluster, 'zombie', { onSessionChange: (alive) => void sessionChanges.push(alive) });
     for (const s of specs) expect(await zombie.acquire(s.id)).toBe(true);
     const abortedAt = new Map<string, number>();
     for (const s of specs) zombie.bundleSignal(s.id)!.addEventListener('abort', () => abortedAt.set(s.id, Date.now()));
@@ -363,6 +364,9 @@ describe('ownership faults (real etcd, real processes)', () => {
     // Back in contact, the zombie registers again on a new session but does not take anything back:
     // the assignments name the other broker.
     await waitFor('the zombie to register again', async () => (await admin.get('brokers/zombie')) !== undefined, 20_000, 100);
+    // The broker's readiness follows these: not ready while it had no session, ready once registered again.
+    await waitFor('the zombie to report its new session', () => sessionChanges.at(-1) === true, 5_000);
+    expect(sessionChanges, 'the session loss was reported').toContain(false);
     await sleep(TTL_MS);
     expect(specs.some((s) => zombie.isOwned(s.id))).toBe(false);
     expect(specs.every((s) => other.isOwned(s.id))).toBe(true);

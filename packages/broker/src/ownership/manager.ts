@@ -39,6 +39,11 @@ export interface OwnershipManagerOptions {
    * released after it resolves (or after unloadTimeoutMs).
    */
   onUnload?(bundle: BundleSpec, target: BundleOwner | undefined): Promise<void>;
+  /**
+   * After start: the session was lost (`alive` false; no bundle is owned until a new one registers) or
+   * a new one registered (`alive` true). The broker's readiness follows it.
+   */
+  onSessionChange?(alive: boolean): void;
   clock?: Clock;
   random?: Random;
   logger: Logger;
@@ -388,12 +393,14 @@ export class OwnershipManager implements OwnershipView {
     for (const o of [...this.owned.values()]) this.end(o, new BundleEndedError(o.spec.id, 'lost', undefined, reason), true);
     if (this.stopController.signal.aborted) return;
     this.logger.error({ reason: String(reason) }, 'metadata session lost: every bundle dropped; registering again');
+    this.notifySession(false);
     this.sessionLoop ??= (async () => {
       // Loops until a session is alive at the check, so a loss right after re-registering is not missed.
       for (let attempt = 0; !this.stopController.signal.aborted && !this.session?.isAlive(); attempt++) {
         try {
           await sleep(backoffMs(attempt, { initialMs: 100, maxMs: 5_000 }, () => this.random.next()), this.stopController.signal);
           await this.newSession();
+          this.notifySession(true);
           this.reconcile();
         } catch (err) {
           if (!this.stopController.signal.aborted) this.logger.warn({ err, attempt }, 'new session failed; retrying');
@@ -402,6 +409,14 @@ export class OwnershipManager implements OwnershipView {
     })().catch(() => undefined).finally(() => {
       this.sessionLoop = undefined;
     });
+  }
+
+  private notifySession(alive: boolean): void {
+    try {
+      this.options.onSessionChange?.(alive);
+    } catch (err) {
+      this.logger.warn({ err }, 'session change listener failed');
+    }
   }
 
   /** Ends an ownership tenure: abort its signal, forget it, tell listeners if lost. */
