@@ -12,9 +12,18 @@
 // 4. stops what it started (by PID) and removes the temp dir.
 //
 // Knobs (environment): BENCH_DURATION_S (20), BENCH_WARMUP_S (5), BENCH_RATE (10000), BENCH_SIZE (1024),
-// BENCH_OUT (a file to write the JSON results to), BENCH_SKIP_BOOKIE=1.
+// BENCH_OUT (a file to write the JSON results to), BENCH_SKIP_BOOKIE=1, BENCH_SCENARIOS (a comma list of
+// publish,paced,max,rate; default publish,max,rate; paced = `perf produce -r BENCH_RATE`, no consumer), BENCH_NODE_ARGS (extra node flags for the standalone, e.g.
+// "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_CLI_NODE_ARGS (the same for the CLI), BENCH_DEPLOYMENT
+// (standalone, the default: every role in one process; or cluster: etcd, one coordinator, two bookies and
+// one broker as separate processes, the same E=W=A=2, so the roles do not share one event loop).
+//
+// CPU cost: for every scenario it also reports the CPU time (user + system, from /proc) the standalone and the
+// CLI used during the whole CLI run (warm-up and set-up included) divided by the messages the broker stored
+// in that time (its broker_publish_messages_total), in µs per message: far steadier than msg/s on a shared
+// machine.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -27,6 +36,37 @@ const durationS = Number(process.env.BENCH_DURATION_S ?? 20);
 const warmupS = Number(process.env.BENCH_WARMUP_S ?? 5);
 const rate = Number(process.env.BENCH_RATE ?? 10_000);
 const size = Number(process.env.BENCH_SIZE ?? 1024);
+const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'publish,max,rate').split(',').map((x) => x.trim()));
+const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const cliNodeArgs = (process.env.BENCH_CLI_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const deployment = process.env.BENCH_DEPLOYMENT ?? 'standalone';
+const ticksPerS = 100; // USER_HZ on Linux
+
+/** CPU seconds (user + system) of a process from /proc/<pid>/stat; with children=true, of its reaped children. */
+function cpuS(pid, children = false) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields after the command: state is f[0], so utime = field 14 = f[11], stime f[12], cutime f[13], cstime f[14]
+  return children ? (Number(f[13]) + Number(f[14])) / ticksPerS : (Number(f[11]) + Number(f[12])) / ticksPerS;
+}
+
+async function publishedMessages(httpPort) {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const m = /^broker_publish_messages_total(?:\{[^}]*\})? (\S+)$/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+const serverCpuS = (system) => system.pids().reduce((sum, pid) => sum + cpuS(pid), 0);
+
+/** Runs fn and adds the CPU µs per stored message of the system (every server process) and of the CLI to its result. */
+async function withCost(system, fn) {
+  const before = { server: serverCpuS(system), cli: cpuS(process.pid, true), msgs: await publishedMessages(system.httpPort) };
+  const result = await fn();
+  const msgs = (await publishedMessages(system.httpPort)) - before.msgs;
+  const serverS = serverCpuS(system) - before.server;
+  const cliS = cpuS(process.pid, true) - before.cli;
+  return { ...result, cost: { messages: msgs, serverCpuS: serverS, cliCpuS: cliS, serverUsPerMsg: (serverS * 1e6) / msgs, cliUsPerMsg: (cliS * 1e6) / msgs } };
+}
 
 const log = (line) => process.stderr.write(`[bench] ${line}\n`);
 
@@ -56,7 +96,7 @@ async function startStandalone(dataDir) {
     '--coordinator-port', String(coord), '--coordinator-http-port', String(coordHttp),
   ];
   log(`starting: node ${args.map((a) => a.replace(root + '/', '')).join(' ')}`);
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stderr.on('data', (d) => { output += d; });
   const serviceUrl = await new Promise((resolve, reject) => {
@@ -74,7 +114,48 @@ async function startStandalone(dataDir) {
       reject(new Error(`standalone exited with ${code} before it was ready:\n${output.slice(-2000)}`));
     });
   });
-  return { child, serviceUrl };
+  return { child, serviceUrl, httpPort: brokerHttp, pids: () => [child.pid], stop: () => stopChild(child) };
+}
+
+/**
+ * BENCH_DEPLOYMENT=cluster: a real etcd, then a coordinator, two bookies and a broker, each `strata <role>`
+ * in its own process (broker defaults: E=W=A=2, the same as standalone), logs in the temp dir.
+ */
+async function startCluster(dir) {
+  const { EtcdCluster } = await import('@strata/coordinator/testing');
+  const { freePorts, spawnRole } = await import('@strata/runtime/testing');
+  const etcd = await EtcdCluster.start({ members: 1, startTimeoutMs: 60_000 });
+  const procs = [];
+  const env = nodeArgs.length > 0 ? { NODE_OPTIONS: nodeArgs.join(' ') } : undefined;
+  const common = { 'metadata-url': etcd.url, cluster: `bench-${Date.now().toString(36)}`, 'grpc-host': '127.0.0.1', 'http-host': '127.0.0.1', 'log-level': 'warn' };
+  const start = async (role, i) => {
+    const [grpcPort, httpPort] = await freePorts(2);
+    const flags = { ...common, 'grpc-port': grpcPort, 'http-port': httpPort };
+    if (role !== 'coordinator') flags['advertised-address'] = `127.0.0.1:${grpcPort}`;
+    if (role === 'bookie') flags['data-dir'] = join(dir, `bookie-${i}`);
+    log(`starting: strata ${role} ${Object.entries(flags).map(([k, v]) => `--${k} ${v}`).join(' ')}`);
+    const proc = await spawnRole(role, flags, { httpPort, readyTimeoutMs: 90_000, logFile: join(dir, `${role}-${i}.log`), env });
+    procs.push(proc);
+    return { grpcPort, httpPort };
+  };
+  try {
+    await Promise.all([start('coordinator', 0), start('bookie', 0), start('bookie', 1)]);
+    const broker = await start('broker', 0);
+    return {
+      serviceUrl: `pulsar://127.0.0.1:${broker.grpcPort}`,
+      httpPort: broker.httpPort,
+      // etcd is left out: it is the metadata store, not on the publish path (and its pid is etcd's own).
+      pids: () => procs.map((p) => p.pid),
+      stop: async () => {
+        for (const p of procs.reverse()) await p.stop();
+        await etcd.stop();
+      },
+    };
+  } catch (err) {
+    for (const p of procs.reverse()) await p.stop().catch(() => undefined);
+    await etcd.stop();
+    throw err;
+  }
 }
 
 async function stopChild(child) {
@@ -90,7 +171,7 @@ async function stopChild(child) {
 function runCli(args) {
   log(`running: strata ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...cliNodeArgs, bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`strata ${args[0]} ${args[1]} exited with ${code}\n${out.slice(-2000)}`))));
@@ -125,10 +206,10 @@ async function runWorkload(dir, serviceUrl, name, producerRate) {
   return JSON.parse(await readFile(resultFile, 'utf8'));
 }
 
-/** `strata perf produce -r 0`: publish throughput with no consumer attached. */
-async function runPublishOnly(serviceUrl) {
+/** `strata perf produce -r <r>`: publish throughput (r = 0) or latency at a rate, with no consumer attached. */
+async function runPublishOnly(serviceUrl, r = 0) {
   const out = await runCli([
-    'perf', 'produce', `bench-publish-only-${Date.now()}`, '-r', '0', '-s', String(size), '--test-duration', String(durationS),
+    'perf', 'produce', `bench-publish-only-${Date.now()}`, '-r', String(r), '-s', String(size), '--test-duration', String(durationS),
     '--warmup-time', String(warmupS), '--report-interval', '5', '--json', '--service-url', serviceUrl,
   ]);
   const lines = out.trim().split('\n').map((l) => JSON.parse(l));
@@ -151,23 +232,26 @@ function row(label, r) {
     `${f(r.aggregatedPublishLatency50pct)} / ${f(r.aggregatedPublishLatency99pct)} / ${f(r.aggregatedPublishLatency999pct)} | ` +
     (r.aggregatedEndToEndLatency50pct === undefined ? '(no consumer) | '
       : `${f(r.aggregatedEndToEndLatency50pct)} / ${f(r.aggregatedEndToEndLatency99pct)} / ${f(r.aggregatedEndToEndLatency999pct)} | `) +
-    `${r.aggregatedConsumeRate === undefined ? '-' : Math.round(r.aggregatedConsumeRate).toLocaleString('en-US')} | ${r.publishErrors} |`;
+    `${r.aggregatedConsumeRate === undefined ? '-' : Math.round(r.aggregatedConsumeRate).toLocaleString('en-US')} | ${r.publishErrors} | ` +
+    `${r.cost.serverUsPerMsg.toFixed(1)} / ${r.cost.cliUsPerMsg.toFixed(1)} |`;
 }
 
 async function main() {
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run npm run build first`);
   const loadBefore = loadavg()[0].toFixed(1);
   const dir = await mkdtemp(join(tmpdir(), 'strata-bench-'));
-  let standalone;
+  let system;
   const results = {};
   try {
-    standalone = await startStandalone(join(dir, 'data'));
-    log(`standalone ready at ${standalone.serviceUrl} (pid ${standalone.child.pid})`);
-    results.publishOnly = await runPublishOnly(standalone.serviceUrl);
-    results.max = await runWorkload(dir, standalone.serviceUrl, `1-topic-1-partition-${size}b-max`, 0);
-    results.rate = await runWorkload(dir, standalone.serviceUrl, `1-topic-1-partition-${size}b-${rate}`, rate);
+    system = deployment === 'cluster' ? await startCluster(dir) : await startStandalone(join(dir, 'data'));
+    log(`${deployment} ready at ${system.serviceUrl} (pids ${system.pids().join(', ')})`);
+    const s = system;
+    if (scenarios.has('publish')) results.publishOnly = await withCost(s, () => runPublishOnly(s.serviceUrl));
+    if (scenarios.has('paced')) results.pacedPublishOnly = await withCost(s, () => runPublishOnly(s.serviceUrl, rate));
+    if (scenarios.has('max')) results.max = await withCost(s, () => runWorkload(dir, s.serviceUrl, `1-topic-1-partition-${size}b-max`, 0));
+    if (scenarios.has('rate')) results.rate = await withCost(s, () => runWorkload(dir, s.serviceUrl, `1-topic-1-partition-${size}b-${rate}`, rate));
   } finally {
-    if (standalone) await stopChild(standalone.child);
+    if (system) await system.stop();
   }
   try {
     const bookieBench = join(root, 'scripts', 'bench-bookie.mjs');
@@ -183,14 +267,16 @@ async function main() {
   }
   const table = [
     '',
-    `Broker end to end (strata perf; 1 topic, 1 partition, ${size} B messages, batching on; ${durationS} s measured after ${warmupS} s warm-up)`,
+    `Broker end to end (strata perf against ${deployment === 'cluster' ? 'a process cluster (etcd, coordinator, 2 bookies, broker: one process each)' : 'strata standalone (every role in one process)'}; ` +
+      `1 topic, 1 partition, ${size} B messages, batching on; ${durationS} s measured after ${warmupS} s warm-up)`,
     `${new Date().toISOString()}, node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), 1-min load average ${loadBefore} before / ${loadavg()[0].toFixed(1)} after`,
     '',
-    '| scenario | publish msg/s | MB/s | publish latency ms p50 / p99 / p99.9 | end-to-end latency ms p50 / p99 / p99.9 | consume msg/s | errors |',
-    '| --- | ---: | ---: | --- | --- | ---: | ---: |',
-    row('max rate, publish only (perf produce -r 0)', results.publishOnly),
-    row('max rate with a consumer (producerRate 0)', results.max),
-    row(`${rate.toLocaleString('en-US')} msg/s`, results.rate),
+    '| scenario | publish msg/s | MB/s | publish latency ms p50 / p99 / p99.9 | end-to-end latency ms p50 / p99 / p99.9 | consume msg/s | errors | CPU µs/msg servers / CLI |',
+    '| --- | ---: | ---: | --- | --- | ---: | ---: | --- |',
+    ...(results.publishOnly ? [row('max rate, publish only (perf produce -r 0)', results.publishOnly)] : []),
+    ...(results.pacedPublishOnly ? [row(`${rate.toLocaleString('en-US')} msg/s, publish only (perf produce -r ${rate})`, results.pacedPublishOnly)] : []),
+    ...(results.max ? [row('max rate with a consumer (producerRate 0)', results.max)] : []),
+    ...(results.rate ? [row(`${rate.toLocaleString('en-US')} msg/s`, results.rate)] : []),
     '',
   ].join('\n');
   process.stdout.write(`${table}\n`);

@@ -1,6 +1,7 @@
 // FileJournal on a real temp dir: group commit, ordering, replay, torn-tail cut, trim.
 import { crc32c } from '@node-rs/crc32';
-import { appendFile, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { appendFile, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '@strata/runtime';
@@ -46,7 +47,32 @@ async function replayAll(dir: string, from: JournalPosition = JOURNAL_START) {
   return { records, stats };
 }
 
+/** The open flags of this process's descriptors on files under `dir` (Linux /proc). */
+async function openFlags(dir: string): Promise<number[]> {
+  const flags: number[] = [];
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (!target.startsWith(dir)) continue;
+    const info = await readFile(`/proc/self/fdinfo/${fd}`, 'utf8').catch(() => '');
+    const m = /^flags:\s*([0-7]+)/m.exec(info);
+    if (m) flags.push(parseInt(m[1]!, 8));
+  }
+  return flags;
+}
+
 describe('FileJournal', () => {
+  it.runIf(process.platform === 'linux')('writes its files with O_DSYNC, so a completed write is durable without a separate fdatasync', async () => {
+    const dir = await tempDir();
+    const { j } = makeJournal(dir, { maxFileBytes: 1024 });
+    await j.open(JOURNAL_START, () => undefined);
+    await j.append(add(0, 2000)); // past maxFileBytes: the journal rotates to a new file
+    await j.append(add(1));
+    const flags = await openFlags(dir);
+    expect(flags).toHaveLength(1);
+    expect(flags[0]! & fsConstants.O_DSYNC).toBe(fsConstants.O_DSYNC);
+    expect(flags[0]! & fsConstants.O_APPEND).toBe(fsConstants.O_APPEND);
+  });
+
   it('covers a burst of appends with few fdatasyncs and resolves them in order', async () => {
     const dir = await tempDir();
     const { j, syncs } = makeJournal(dir, { groupWaitMs: 2 });

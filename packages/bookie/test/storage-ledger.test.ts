@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '@strata/runtime';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SegmentLedgerStorage, type StorageOp } from '../src/storage/ledger-storage.js';
+import { SegmentLedgerStorage, SYNC_SEGMENT_WRITE_MAX_BYTES, type StorageOp } from '../src/storage/ledger-storage.js';
 
 const dirs: string[] = [];
 const opened: SegmentLedgerStorage[] = [];
@@ -51,6 +51,28 @@ describe('SegmentLedgerStorage', () => {
     expect(ids(read)).toEqual(Array.from({ length: 31 }, (_, k) => 10 + k));
     expect(read.every((r) => r.payload.equals(body(1, r.entryId)))).toBe(true);
     expect(s.getLedger(1)).toMatchObject({ lastEntryId: 99, entryCount: 100, lastAddConfirmed: 98 });
+  });
+
+  it('writes small runs synchronously and large ones through the thread pool, both readable and kept after a checkpoint', async () => {
+    const dir = await tempDir();
+    const s = await openStorage(dir, { segmentMaxBytes: 64 * 1024 * 1024 });
+    const big = (e: number) => Buffer.alloc(SYNC_SEGMENT_WRITE_MAX_BYTES / 2 + 1, e);
+    const bigAdd = (e: number): StorageOp => ({ type: 'add', ledgerId: 30, entryId: e, lastAddConfirmed: e - 1, crc32c: crc32c(big(e)), payload: big(e) });
+    const small = (e: number): StorageOp => ({ ...add(30, e), ledgerId: 30 });
+    // Small run (sync write), then a run above the limit (async), then small again, interleaved in one segment.
+    await s.apply([small(0), small(1)], pos(1));
+    await s.apply([bigAdd(2), bigAdd(3), bigAdd(4)], pos(2));
+    await s.apply([small(5)], pos(3));
+    const check = async (st: SegmentLedgerStorage) => {
+      const read = await st.readEntries(30, 0, 5, all);
+      expect(ids(read)).toEqual([0, 1, 2, 3, 4, 5]);
+      for (const r of read) expect(r.payload.equals(r.entryId >= 2 && r.entryId <= 4 ? big(r.entryId) : body(30, r.entryId))).toBe(true);
+    };
+    await check(s);
+    await s.checkpoint();
+    await s.close();
+    opened.splice(opened.indexOf(s), 1);
+    await check(await openStorage(dir, { segmentMaxBytes: 64 * 1024 * 1024 }));
   });
 
   it('takes entries out of order and below a segment\'s last id, and reads them in id order', async () => {

@@ -27,7 +27,12 @@ const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, enums: String, d
 export function encodeEnvelope(metadata: BatchMetadata__Output, batch: Buffer): Buffer {
   const t = type();
   const message = t.fromObject({ metadata, batch });
-  return Buffer.from(t.encode(message).finish());
+  return asBuffer(t.encode(message).finish());
+}
+
+/** A Buffer over the same bytes: protobufjs already returns a Buffer in Node, and copying a whole batch per entry costs. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 export function decodeEnvelope(payload: Buffer): EntryEnvelope__Output {

@@ -624,22 +624,46 @@ export class PartitionProducer {
   }
 }
 
+const MESSAGE_FIELDS: ReadonlySet<string> = new Set([
+  'data', 'properties', 'eventTimestamp', 'sequenceId', 'partitionKey', 'orderingKey', 'replicationClusters', 'deliverAfter', 'deliverAt', 'disableReplication',
+]);
+/** Shared by every message without an ordering key; encoding only reads it. */
+const NO_ORDERING_KEY = Buffer.alloc(0);
+const NO_REPLICATION_CLUSTERS: string[] = [];
+
+/**
+ * The wire form of a message, typed exactly as encodeMessageBatch needs it (it skips protobufjs'
+ * conversion): numbers, Buffers, a string map. Runs once per message, so it allocates little.
+ */
 function toWireMessage(msg: ProducerMessage): SingleMessage {
   if (typeof msg !== 'object' || msg === null) throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, 'message must be an object');
   if (!Buffer.isBuffer(msg.data)) throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, 'data must be a Buffer');
-  for (const k of Object.keys(msg)) {
-    if (!['data', 'properties', 'eventTimestamp', 'sequenceId', 'partitionKey', 'orderingKey', 'replicationClusters', 'deliverAfter', 'deliverAt', 'disableReplication'].includes(k)) {
+  for (const k in msg) {
+    if (!MESSAGE_FIELDS.has(k) && Object.prototype.hasOwnProperty.call(msg, k)) {
       throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, `unknown message field '${k}'`);
     }
+  }
+  const partitionKey = msg.partitionKey ?? '';
+  if (typeof partitionKey !== 'string') throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, 'partitionKey must be a string');
+  for (const k of ['eventTimestamp', 'sequenceId', 'deliverAt', 'deliverAfter'] as const) {
+    const v = msg[k];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) {
+      throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, `${k} must be a non-negative integer`);
+    }
+  }
+  const eventTime = msg.eventTimestamp ?? 0;
+  const clusters = msg.replicationClusters ?? NO_REPLICATION_CLUSTERS;
+  if (!Array.isArray(clusters) || clusters.some((c) => typeof c !== 'string')) {
+    throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, 'replicationClusters must be an array of strings');
   }
   return {
     payload: msg.data,
     properties: msg.properties ? checkStringMap(msg.properties, 'properties') : {},
-    partitionKey: msg.partitionKey ?? '',
-    orderingKey: msg.orderingKey !== undefined ? Buffer.from(msg.orderingKey, 'utf8') : Buffer.alloc(0),
-    eventTime: msg.eventTimestamp ?? 0,
-    replicationClusters: msg.replicationClusters ?? [],
-    disableReplication: msg.disableReplication ?? false,
+    partitionKey,
+    orderingKey: msg.orderingKey !== undefined ? Buffer.from(String(msg.orderingKey), 'utf8') : NO_ORDERING_KEY,
+    eventTime,
+    replicationClusters: clusters,
+    disableReplication: Boolean(msg.disableReplication),
   };
 }
 

@@ -88,9 +88,19 @@ export function createBrokerClients(address: string): { broker: BrokerClient; ad
 
 const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: true, oneofs: true };
 
+/**
+ * The messages must be well-typed SingleMessage objects (numbers for the 64-bit fields, Buffers for
+ * bytes, string maps): they are encoded as they are, without protobufjs' per-message `fromObject`
+ * conversion (SingleMessage has no enum or oneof fields that would need it). The producer builds them.
+ */
 export function encodeMessageBatch(messages: SingleMessage[]): Buffer {
   const t = load().messageBatch;
-  return Buffer.from(t.encode(t.fromObject({ messages })).finish());
+  return asBuffer(t.encode({ messages }).finish());
+}
+
+/** A Buffer over the same bytes: protobufjs returns a Buffer in Node already; copying a batch again costs. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 export function decodeMessageBatch(bytes: Uint8Array): SingleMessage__Output[] {
@@ -101,7 +111,7 @@ export function decodeMessageBatch(bytes: Uint8Array): SingleMessage__Output[] {
 
 export function encodeEntryEnvelope(envelope: object): Buffer {
   const t = load().entryEnvelope;
-  return Buffer.from(t.encode(t.fromObject(envelope)).finish());
+  return asBuffer(t.encode(t.fromObject(envelope)).finish());
 }
 
 export function encodeMessageIdData(id: WireMessageId): Buffer {

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { compress, decompress, type WireCompression } from '../src/compression.js';
 import { MessageId } from '../src/message.js';
-import { decodeMessageBatch, encodeMessageBatch } from '../src/protocol.js';
+import { decodeMessageBatch, encodeMessageBatch, protosDir, type SingleMessage } from '../src/protocol.js';
 
 describe('compression', () => {
   const text = Buffer.from('strata '.repeat(5000));
@@ -41,6 +43,46 @@ describe('MessageBatch', () => {
     expect(out[0]!.sequenceId).toBe(7);
     expect(Buffer.from(out[1]!.orderingKey).toString()).toBe('ok');
     expect(out[1]!.partitionKey).toBe('');
+  });
+});
+
+describe('MessageBatch encoding without fromObject', () => {
+  /** The reference: protobufjs' own conversion, which encodeMessageBatch skips for speed. */
+  function reference(messages: SingleMessage[]): Buffer {
+    const root = new protobuf.Root();
+    const dir = protosDir();
+    root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : join(dir, target));
+    root.loadSync('strata/broker/v1/messages.proto', { keepCase: false });
+    const t = root.lookupType('strata.broker.v1.MessageBatch');
+    return Buffer.from(t.encode(t.fromObject({ messages })).finish());
+  }
+
+  it('gives the same bytes as protobufjs fromObject + encode, for every field and 64-bit values', () => {
+    const messages: SingleMessage[] = [
+      {
+        payload: randomBytes(1024), properties: { a: '1', 'b-ü': 'x'.repeat(300) }, partitionKey: 'pk', orderingKey: Buffer.from('ok'),
+        eventTime: 2 ** 41 + 3, sequenceId: Number.MAX_SAFE_INTEGER, replicationClusters: ['c1', 'c2'], disableReplication: true,
+        deliverAtTime: 1_790_000_000_000,
+      },
+      { payload: Buffer.alloc(0), properties: {}, partitionKey: '', orderingKey: Buffer.alloc(0), eventTime: 0, sequenceId: 0, replicationClusters: [], disableReplication: false },
+      { payload: Buffer.from('only a payload') },
+    ];
+    const bytes = encodeMessageBatch(messages);
+    expect(bytes.equals(reference(messages))).toBe(true);
+    const out = decodeMessageBatch(bytes);
+    expect(out[0]!.eventTime).toBe(2 ** 41 + 3);
+    expect(out[0]!.sequenceId).toBe(Number.MAX_SAFE_INTEGER);
+    expect(out[0]!.deliverAtTime).toBe(1_790_000_000_000);
+    expect(out[0]!.replicationClusters).toEqual(['c1', 'c2']);
+    expect(out[0]!.disableReplication).toBe(true);
+    expect(out[0]!.properties).toEqual({ a: '1', 'b-ü': 'x'.repeat(300) });
+    expect(Buffer.from(out[2]!.payload).toString()).toBe('only a payload');
+  });
+
+  it('returns a Buffer that is not a copy of a copy (the encoder output as is)', () => {
+    const bytes = encodeMessageBatch([{ payload: randomBytes(100_000) }]);
+    expect(Buffer.isBuffer(bytes)).toBe(true);
+    expect(bytes.length).toBeGreaterThan(100_000);
   });
 });
 

@@ -93,6 +93,27 @@ describe('PartitionProducer', () => {
     await p.close();
   });
 
+  it('rejects malformed messages with InvalidArgument before queueing them', async () => {
+    const broker = new FakeBroker();
+    const p = await open(broker, { batchingEnabled: false });
+    const bad: unknown[] = [
+      { data: 'not a buffer' }, { data: Buffer.from('x'), colour: 'red' }, { data: Buffer.from('x'), sequenceId: -1 },
+      { data: Buffer.from('x'), eventTimestamp: 1.5 }, { data: Buffer.from('x'), deliverAfter: '10' },
+      { data: Buffer.from('x'), partitionKey: 7 }, { data: Buffer.from('x'), replicationClusters: [1] },
+    ];
+    for (const m of bad) {
+      await expect(p.send(m as Parameters<PartitionProducer['send']>[0])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
+    // A well-formed one still goes out, with its fields on the wire.
+    const sent = p.send({ data: Buffer.from('ok'), sequenceId: 5, eventTimestamp: 2 ** 40, partitionKey: 'k', properties: { a: 'b' } });
+    await until(() => sends(broker.producer).length === 1);
+    const [wire] = decodeMessageBatch(sends(broker.producer)[0]!.batch);
+    expect(wire).toMatchObject({ sequenceId: 5, eventTime: 2 ** 40, partitionKey: 'k', properties: { a: 'b' } });
+    receipt(broker.producer, 5, 1);
+    await sent;
+    await p.close();
+  });
+
   it('rejects with ProducerQueueIsFull at maxPendingMessages unless blockIfQueueFull', async () => {
     const broker = new FakeBroker();
     const p = await open(broker, { batchingEnabled: false, maxPendingMessages: 2 });

@@ -25,13 +25,13 @@ export class BookieMetrics {
       name: 'bookie_add_latency_seconds', help: 'From an add read off the stream to its acknowledgement',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1], registers,
     });
-    this.fsyncs = new Counter({ name: 'bookie_journal_fsyncs_total', help: 'Journal group commits (one fdatasync each)', registers });
+    this.fsyncs = new Counter({ name: 'bookie_journal_fsyncs_total', help: 'Journal group commits (one O_DSYNC write each)', registers });
     this.fsyncLatency = new Histogram({
-      name: 'bookie_journal_commit_seconds', help: 'Write plus fdatasync of one journal group',
+      name: 'bookie_journal_commit_seconds', help: 'The durable (O_DSYNC) write of one journal group',
       buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25], registers,
     });
     this.groupRecords = new Histogram({
-      name: 'bookie_journal_group_records', help: 'Records covered by one fdatasync', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024], registers,
+      name: 'bookie_journal_group_records', help: 'Records in one journal group commit', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024], registers,
     });
     this.journalBytes = new Counter({ name: 'bookie_journal_bytes_total', help: 'Bytes written to the journal', registers });
     this.reads = new Counter({ name: 'bookie_reads_total', help: 'Read calls, by result', labelNames: ['result'], registers });
