@@ -14,7 +14,7 @@ export {
 export { LeaderElector, type LeaderContext, type LeaderDuty, type LeaderElectorOptions } from './leader.js';
 export {
   ASSIGNMENTS_PREFIX, assignmentKey, BROKERS_PREFIX, brokerKey, BundleAssigner, bundleForHash, chooseBroker, formatBundleRange, loadScore,
-  namespaceBundles, namespaceOfPolicyKey, OWNERSHIP_PREFIX, ownershipKey, parseJson, planAssignments, POLICIES_PREFIX, PrefixCache,
+  namespaceBundles, namespaceOfPolicyKey, OWNERSHIP_PREFIX, ownershipKey, parseBundleId, parseJson, planAssignments, POLICIES_PREFIX, PrefixCache,
   splitBoundaries, LoadShedder, DEFAULT_SPLIT_OPTIONS, hotReasons, MAX_REPORTED_BUNDLES, planSplits, splitBundlePolicy,
   type AssignmentReason, type AssignmentRecord, type BrokerRegistration, type BrokerView, type BundleAssignerOptions, type BundlePolicy,
   type BundleSpec, type CachedEntry, type ClusterSnapshot, type LoadReport, type OwnershipRecord, type PlacementAction,

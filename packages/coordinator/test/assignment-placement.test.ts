@@ -4,7 +4,7 @@ import {
   bundleCounts, chooseBroker, DEFAULT_PLACEMENT_OPTIONS, LoadShedder, planAssignments, type AssignmentView, type BrokerView,
   type ClusterSnapshot,
 } from '../src/assignment/placement.js';
-import { bundleForHash, equalBoundaries, namespaceBundles, splitBoundaries } from '../src/assignment/protocol.js';
+import { bundleForHash, equalBoundaries, namespaceBundles, parseBundleId, splitBoundaries } from '../src/assignment/protocol.js';
 import type { LoadReport } from '../src/assignment/protocol.js';
 
 const load = (cpuPercent: number, seq = 1, memoryPercent = 0): LoadReport => ({
@@ -38,6 +38,13 @@ describe('bundle math', () => {
     expect(bundleForHash(specs, 0x5fffffff)?.end).toBe(0x60000000);
     expect(bundleForHash(specs, 0x60000000)?.start).toBe(0x60000000);
     expect(splitBoundaries([0, 1, 0xffffffff], 0)).toBeUndefined();
+  });
+
+  test('a bundle id parses back to its spec; other shapes do not', () => {
+    for (const spec of namespaceBundles('t/ns', { bundles: 4 })) expect(parseBundleId(spec.id)).toEqual(spec);
+    expect(parseBundleId('t/ns/0x40000000_0x00000000')).toBeUndefined();
+    expect(parseBundleId('t/0x00000000_0x40000000')).toBeUndefined();
+    expect(parseBundleId('t/ns/0x0_0x40000000')).toBeUndefined();
   });
 
   test('malformed policies are typed errors', () => {

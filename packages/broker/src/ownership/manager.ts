@@ -3,7 +3,7 @@ import { cpuUsage, memoryUsage } from 'node:process';
 import { totalmem } from 'node:os';
 import {
   ASSIGNMENTS_PREFIX, assignmentKey, BROKERS_PREFIX, brokerKey, bundleForHash, chooseBroker, namespaceBundles, namespaceOfPolicyKey,
-  OWNERSHIP_PREFIX, ownershipKey, parseJson, POLICIES_PREFIX, PrefixCache,
+  OWNERSHIP_PREFIX, ownershipKey, parseBundleId, parseJson, POLICIES_PREFIX, PrefixCache,
   type AssignmentRecord, type BrokerRegistration, type BrokerView, type BundlePolicy, type BundleSpec, type CachedEntry,
   type LoadReport, type MetadataStore, type OwnershipRecord, type Session,
 } from '@strata/coordinator';
@@ -650,15 +650,6 @@ export class OwnershipManager implements OwnershipView {
     const record: AssignmentRecord = { brokerId: target.brokerId, url: target.url, atMs: this.clock.now(), reason };
     await this.store.put(assignmentKey(bundleId), JSON.stringify(record));
   }
-}
-
-/** `<tenant>/<ns>/0x00000000_0x40000000` -> BundleSpec. */
-function parseBundleId(id: string): BundleSpec | undefined {
-  const m = /^([^/]+\/[^/]+)\/0x([0-9a-f]{8})_0x([0-9a-f]{8})$/.exec(id);
-  if (!m) return undefined;
-  const start = parseInt(m[2] as string, 16);
-  const end = parseInt(m[3] as string, 16);
-  return start < end ? { id, namespace: m[1] as string, start, end } : undefined;
 }
 
 function round(n: number): number {

@@ -9,7 +9,7 @@ export {
 } from './splitting.js';
 export {
   ASSIGNMENTS_PREFIX, assignmentKey, BROKERS_PREFIX, brokerKey, BUNDLE_HASH_MAX, bundleForHash, equalBoundaries, formatBundleRange,
-  InvalidBundlePolicyError, loadScore, MAX_NAMESPACE_BUNDLES, namespaceBundles, namespaceOfPolicyKey, OWNERSHIP_PREFIX, ownershipKey,
+  InvalidBundlePolicyError, loadScore, MAX_NAMESPACE_BUNDLES, namespaceBundles, namespaceOfPolicyKey, OWNERSHIP_PREFIX, ownershipKey, parseBundleId,
   MAX_REPORTED_BUNDLES, parseJson, POLICIES_PREFIX, splitBoundaries, splitBundlePolicy,
   type AssignmentReason, type BundleLoad, type AssignmentRecord, type BrokerRegistration, type BundlePolicy, type BundleSpec, type LoadReport, type OwnershipRecord,
 } from './protocol.js';

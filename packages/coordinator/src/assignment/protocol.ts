@@ -126,6 +126,15 @@ export function formatBundleRange(start: number, end: number): string {
   return `${hex(start)}_${hex(end)}`;
 }
 
+/** `<tenant>/<ns>/0x00000000_0x40000000` -> BundleSpec (the inverse of a bundle id), or undefined for another shape. */
+export function parseBundleId(id: string): BundleSpec | undefined {
+  const m = /^([^/]+\/[^/]+)\/0x([0-9a-f]{8})_0x([0-9a-f]{8})$/.exec(id);
+  if (!m) return undefined;
+  const start = parseInt(m[2] as string, 16);
+  const end = parseInt(m[3] as string, 16);
+  return start < end ? { id, namespace: m[1] as string, start, end } : undefined;
+}
+
 /** Equal ranges, the same as the broker's computeBundles (decision 0035). */
 export function equalBoundaries(count: number): number[] {
   const out: number[] = [];

@@ -1,5 +1,5 @@
 import type { BrokerView } from './placement.js';
-import { splitBundlePolicy, type BundleLoad, type BundlePolicy, type BundleSpec } from './protocol.js';
+import { parseBundleId, splitBundlePolicy, type BundleLoad, type BundlePolicy, type BundleSpec } from './protocol.js';
 
 /**
  * Automatic splitting of hot bundles (decision 0068): pure decisions over the brokers' per-bundle load
@@ -129,15 +129,6 @@ export function heldBySplit(bundles: readonly BundleSpec[], owners: ReadonlyMap<
     if (gone.some((g) => g.namespace === b.namespace && g.start < b.end && b.start < g.end)) held.add(b.id);
   }
   return held;
-}
-
-/** `<tenant>/<ns>/0x00000000_0x40000000` -> BundleSpec, or undefined for another shape. */
-function parseBundleId(id: string): BundleSpec | undefined {
-  const m = /^([^/]+\/[^/]+)\/0x([0-9a-f]{8})_0x([0-9a-f]{8})$/.exec(id);
-  if (!m) return undefined;
-  const start = parseInt(m[2] as string, 16);
-  const end = parseInt(m[3] as string, 16);
-  return start < end ? { id, namespace: m[1] as string, start, end } : undefined;
 }
 
 function round(n: number): number {
