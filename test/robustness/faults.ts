@@ -392,18 +392,12 @@ export function bookieThenOwnerKill(cluster: Cluster, topic: string, rng: Random
   const [killBookie, restartBookie] = bookieKill(cluster, rng, log) as [FaultStep, FaultStep];
   const brokerAt = killBookie.atMs + rng.int(0, 1500);
   const brokerDown = rng.int(500, 1500);
-  let victim: ClusterNode | undefined;
+  // ownerBrokerKill's own timings (drawn after these) are replaced by the ones above.
+  const [killOwner, restartOwner] = ownerBrokerKill(cluster, topic, rng, log) as [FaultStep, FaultStep];
   return [
     killBookie,
-    {
-      atMs: brokerAt, description: 'kill -9 the owner broker of the topic',
-      run: async () => {
-        victim = (await topicOwner(cluster, topic)).node;
-        log(`  owner: broker-${victim.index} (${victim.address})`);
-        await victim.kill();
-      },
-    },
-    { atMs: brokerAt + brokerDown, description: 'restart that broker', run: async () => victim?.restart() },
+    { ...killOwner, atMs: brokerAt },
+    { ...restartOwner, atMs: brokerAt + brokerDown },
     { ...restartBookie, atMs: Math.max(restartBookie.atMs, brokerAt + brokerDown + 1000) },
   ];
 }
