@@ -2,8 +2,13 @@
 # (On machines without a registry, scripts/build-image.sh builds the same image from local files.)
 # All roles: `docker run strata:0.1.0 broker|bookie|coordinator|standalone [flags]`.
 
+# The build stage's base. Override only to build without a registry, with a local stand-in of the same
+# image (scripts/docker/local-node-base.sh; scripts/check-dockerfile.sh; decision 0055):
+#   docker build --build-arg NODE_IMAGE=strata-node-base:local -t strata:dockerfile-check .
+ARG NODE_IMAGE=node:20-bookworm-slim
+
 # Build: compile the TypeScript and install the production dependencies.
-FROM node:20-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 # tini for PID 1; a C++ toolchain for native addons without a prebuilt binary (zstd-napi falls back to
 # node-gyp when it cannot download one).
 RUN apt-get update \
