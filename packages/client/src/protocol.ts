@@ -78,6 +78,8 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // Reconnection is the SDK's job (it re-looks-up the topic); keep grpc's own retries short.
   'grpc.initial_reconnect_backoff_ms': 100,
   'grpc.max_reconnect_backoff_ms': 2_000,
+  // Receive window for deliveries (Node's default, 64 KiB, stalls large messages): as the brokers' (0081).
+  'grpc-node.flow_control_window': 1024 * 1024,
 };
 
 /** One channel to one broker, carrying both services. */

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -18,6 +19,15 @@ export interface ServiceHostOptions {
 }
 
 export type HttpRoute = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
+
+/**
+ * HTTP/2 receive window, per connection and per stream, of every gRPC server and server-to-server client
+ * (decision 0081). Node's default is 64 KiB: a sender then stops for a WINDOW_UPDATE every 32-64 KiB, so
+ * an entry of ~90 KB (1 ms batches at 100k msg/s) cannot cross one hop without a round trip, and every
+ * few entries cost extra frames and wake-ups. 1 MiB is grpc-java's default. It is also what a peer can
+ * still push into a stream the receiver has paused (the broker's and bookie's in-flight limits).
+ */
+const GRPC_RECEIVE_WINDOW_BYTES = 1024 * 1024;
 
 /**
  * The process shell every server role shares: a gRPC server with the standard health service, and an
@@ -78,6 +88,7 @@ export class ServiceHost {
         err ? reject(err) : resolve(port),
       );
     });
+    this.widenReceiveWindows();
     const http = createServer((req, res) => void this.serveHttp(req, res));
     this.httpServer = http;
     await new Promise<void>((resolve, reject) => {
@@ -111,6 +122,30 @@ export class ServiceHost {
     if (http) {
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
+    }
+  }
+
+  /**
+   * grpc-js applies `grpc-node.flow_control_window` to clients only (grpc/grpc-node#3058), so the server's
+   * windows are set on its HTTP/2 servers: the stream window in the SETTINGS of every new session, the
+   * connection window per session. Without access to them (a grpc-js change) the defaults stay; logged.
+   */
+  private widenReceiveWindows(): void {
+    const servers = (this.grpcServer as unknown as { http2Servers?: unknown }).http2Servers;
+    if (!(servers instanceof Map)) {
+      this.options.logger.warn('cannot reach grpc-js HTTP/2 servers: receive windows stay at 64 KiB');
+      return;
+    }
+    for (const server of servers.keys() as IterableIterator<Http2Server>) {
+      server.updateSettings({ initialWindowSize: GRPC_RECEIVE_WINDOW_BYTES });
+      server.on('session', (session: ServerHttp2Session) => {
+        try {
+          session.setLocalWindowSize(GRPC_RECEIVE_WINDOW_BYTES);
+        } catch (err) {
+          // A session already torn down needs no window; never let it throw out of the event.
+          this.options.logger.debug({ err }, 'could not widen an HTTP/2 session window');
+        }
+      });
     }
   }
 
@@ -150,5 +185,6 @@ export function channelOptions(maxMessageBytes: number): grpc.ChannelOptions {
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.initial_reconnect_backoff_ms': 200,
     'grpc.max_reconnect_backoff_ms': 2_000,
+    'grpc-node.flow_control_window': GRPC_RECEIVE_WINDOW_BYTES,
   };
 }

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ProtoGrpcType } from '../src/generated/health.js';
 import { loadProtos, ServiceHost, silentLogger } from '../src/index.js';
@@ -55,5 +56,19 @@ describe('ServiceHost', () => {
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/process_cpu_user_seconds_total\{role="test"\}/);
     expect((await fetch(`${base}/nope`)).status).toBe(404);
+  });
+
+  it('gives each HTTP/2 connection and stream a 1 MiB receive window, not Node\'s 64 KiB (decision 0081)', async () => {
+    const host = await startHost();
+    const session = http2.connect(`http://127.0.0.1:${host.ports.grpcPort}`);
+    session.on('error', () => undefined);
+    try {
+      const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
+      expect(settings.initialWindowSize).toBe(1024 * 1024);
+      // The connection window arrives as a WINDOW_UPDATE right after the server's SETTINGS.
+      await expect.poll(() => session.state.remoteWindowSize, { timeout: 2_000 }).toBe(1024 * 1024);
+    } finally {
+      session.destroy();
+    }
   });
 });
