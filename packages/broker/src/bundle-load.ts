@@ -1,16 +1,10 @@
 import { MAX_REPORTED_BUNDLES, type BundleLoad, type BundleSpec } from '@strata/coordinator';
 
 /** The load of one loaded topic (the service measures it; the load report sums it per bundle). Rates are per second. */
-export interface TopicLoad {
+export interface TopicLoad extends Omit<BundleLoad, 'bundle' | 'topics'> {
   namespace: string;
   /** topicHash of the topic: which bundle of its namespace holds it. */
   hash: number;
-  producers: number;
-  consumers: number;
-  msgRateIn: number;
-  msgRateOut: number;
-  msgThroughputIn: number;
-  msgThroughputOut: number;
 }
 
 /**
