@@ -9,7 +9,7 @@ import {
   baseSeed, bookieKill, bookiePause, bookieThenOwnerKill, brokerEtcdCut, etcdMemberKill, gracefulUnload, healCluster, ownerBrokerKill,
   ownerBrokerPausePastSession, rollingRestart, rounds, scenarioRandom, topicOwner, type FaultStep,
 } from './robustness/faults.js';
-import { admin, runScenario, type ScenarioResult } from './robustness/scenario.js';
+import { admin, expectClean, runScenario } from './robustness/scenario.js';
 
 const NAMESPACE = 'public/robust';
 const CURSOR_FLUSH_MS = 1000;
@@ -37,25 +37,6 @@ const DEDUP = process.env.STRATA_ROBUSTNESS_DEDUP !== 'false';
 const LOG_LEVEL = process.env.STRATA_ROBUSTNESS_LOG_LEVEL ?? 'warn';
 
 console.log(`cluster-robustness: STRATA_SEED=${baseSeed()} (replay: STRATA_SEED=${baseSeed()} npx vitest run test/cluster-robustness.test.ts)`);
-
-/** The guarantees (DESIGN.md "Guarantees") the History must show after any of these faults. */
-function expectClean(result: ScenarioResult): void {
-  for (const sub of result.subscriptions) {
-    const where = `${sub.subscription} (STRATA_SEED=${baseSeed()})`;
-    expect(sub.acknowledged, `${where}: nothing was acknowledged`).toBeGreaterThan(0);
-    expect(sub.lost, `${where}: acknowledged but never delivered`).toEqual([]);
-    expect(sub.phantom, `${where}: delivered but never sent`).toEqual([]);
-    // With dedup on, a producer's resend must not be stored a second time (redeliveries are allowed).
-    if (DEDUP) expect(sub.storedTwice, `${where}: stored twice despite dedup`).toEqual([]);
-    expect(sub.redeliveredAfterAck, `${where}: acknowledged (and persisted) but delivered again`).toEqual([]);
-    if (sub.ordered) expect(sub.reordered, `${where}: order per producer (per key on KeyShared)`).toEqual([]);
-  }
-  for (const p of result.producers) {
-    expect(result.resumed[p.name], `producer ${p.name} never had a send acknowledged after the faults (STRATA_SEED=${baseSeed()})`).toBeGreaterThan(0);
-    // sendTimeoutMs is 0: a send fails only if the SDK gives up, which no fault here should cause.
-    expect(p.failed, `producer ${p.name}: ${p.firstError}`).toBe(0);
-  }
-}
 
 describe('robustness: a real process cluster under faults', () => {
   let cluster: ProcessCluster;
@@ -101,7 +82,7 @@ describe('robustness: a real process cluster under faults', () => {
         ackDurableAfterMs: CURSOR_FLUSH_MS + 2000,
         workload: { ratePerProducer: RATE, maxMessagesPerProducer: 1000 + 500 * ROUNDS * Math.ceil(RATE / 40) },
       });
-      expectClean(result);
+      expectClean(result, { dedup: DEDUP });
     }, SCENARIO_TIMEOUT_MS);
 
   const log = (line: string) => console.log(line);

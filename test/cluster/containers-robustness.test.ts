@@ -9,12 +9,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, it } from 'vitest';
 import type { Random } from '@strata/runtime';
 import {
-  baseSeed, bookieKill, brokerEtcdCut, etcdMemberKill, healCluster, ownerBrokerKill, rounds, scenarioRandom, topicOwner, type FaultStep, type Log,
+  bookieKill, brokerEtcdCut, etcdMemberKill, healCluster, ownerBrokerKill, rounds, scenarioRandom, topicOwner, type FaultStep, type Log,
 } from '../robustness/faults.js';
-import { admin, runScenario, type ScenarioResult } from '../robustness/scenario.js';
+import { admin, expectClean, runScenario } from '../robustness/scenario.js';
 import { containerCutUnavailable, ContainerScenarioCluster, type ContainerNode } from './containers-harness.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -27,23 +27,6 @@ const dockerUp = spawnSync('docker', ['info'], { timeout: 20_000 }).status === 0
 const binRuns = spawnSync('node', ['packages/cli/dist/bin.js', '--help'], { cwd: root }).status === 0;
 const skip = !dockerUp ? 'no Docker engine answers `docker info` (bash scripts/setup.sh starts one)' : !binRuns ? 'the strata bin is not built (npm run build)' : '';
 if (skip) console.warn(`SKIPPED test/cluster/containers-robustness.test.ts: ${skip}`);
-
-/** DESIGN.md's guarantees, as test/cluster-robustness.test.ts checks them. */
-function expectClean(result: ScenarioResult): void {
-  for (const sub of result.subscriptions) {
-    const where = `${sub.subscription} (STRATA_SEED=${baseSeed()})`;
-    expect(sub.acknowledged, `${where}: nothing was acknowledged`).toBeGreaterThan(0);
-    expect(sub.lost, `${where}: acknowledged but never delivered`).toEqual([]);
-    expect(sub.phantom, `${where}: delivered but never sent`).toEqual([]);
-    expect(sub.storedTwice, `${where}: stored twice despite dedup`).toEqual([]);
-    expect(sub.redeliveredAfterAck, `${where}: acknowledged (and persisted) but delivered again`).toEqual([]);
-    if (sub.ordered) expect(sub.reordered, `${where}: order per producer`).toEqual([]);
-  }
-  for (const p of result.producers) {
-    expect(result.resumed[p.name], `producer ${p.name} never had a send acknowledged after the faults`).toBeGreaterThan(0);
-    expect(p.failed, `producer ${p.name}: ${p.firstError}`).toBe(0);
-  }
-}
 
 describe.skipIf(skip !== '')('robustness on a container cluster', () => {
   let cluster: ContainerScenarioCluster;

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { strataBin } from '@strata/runtime/testing';
+import { expect } from 'vitest';
 import type { Cluster } from '../harness/cluster.js';
 import { describeSchedule, runSchedule, scenarioSeed, baseSeed, type FaultStep } from './faults.js';
 import { summarize, Workload, type ProducerReport, type SubscriptionReport, type WorkloadOptions } from './workload.js';
@@ -78,4 +79,26 @@ const exec = promisify(execFile);
 export async function admin(cluster: Cluster, ...args: string[]): Promise<string> {
   const { stdout } = await exec(process.execPath, [strataBin(), 'admin', ...args, '--service-url', cluster.serviceUrl], { timeout: 60_000 });
   return stdout;
+}
+
+/**
+ * The guarantees (DESIGN.md "Guarantees") a scenario's history must show after any fault, as both
+ * robustness suites check them. `dedup: false` (a namespace without dedup) reports "stored twice" only.
+ */
+export function expectClean(result: ScenarioResult, options: { dedup?: boolean } = {}): void {
+  for (const sub of result.subscriptions) {
+    const where = `${sub.subscription} (STRATA_SEED=${baseSeed()})`;
+    expect(sub.acknowledged, `${where}: nothing was acknowledged`).toBeGreaterThan(0);
+    expect(sub.lost, `${where}: acknowledged but never delivered`).toEqual([]);
+    expect(sub.phantom, `${where}: delivered but never sent`).toEqual([]);
+    // With dedup on, a producer's resend must not be stored a second time (redeliveries are allowed).
+    if (options.dedup !== false) expect(sub.storedTwice, `${where}: stored twice despite dedup`).toEqual([]);
+    expect(sub.redeliveredAfterAck, `${where}: acknowledged (and persisted) but delivered again`).toEqual([]);
+    if (sub.ordered) expect(sub.reordered, `${where}: order per producer (per key on KeyShared)`).toEqual([]);
+  }
+  for (const p of result.producers) {
+    expect(result.resumed[p.name], `producer ${p.name} never had a send acknowledged after the faults (STRATA_SEED=${baseSeed()})`).toBeGreaterThan(0);
+    // sendTimeoutMs is 0: a send fails only if the SDK gives up, which no fault here should cause.
+    expect(p.failed, `producer ${p.name}: ${p.firstError}`).toBe(0);
+  }
 }
