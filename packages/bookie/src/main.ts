@@ -33,6 +33,7 @@ export const bookieConfigSpec = {
   segmentMaxEntries: field.int(65_536, 'roll a ledger segment past this many entries (bounds the in-memory index: 24 B each)', { min: 16 }),
   indexCacheBytes: field.int(64 * MiB, 'cache of sealed segments\' indexes', { min: MiB }),
   maxOpenWriters: field.int(256, 'ledgers with open segment files (2 descriptors each); least recently written closed first', { min: 1 }),
+  segmentWriteBackBytes: field.int(4 * MiB, 'fdatasync a segment in the background every this many bytes written, so checkpoints and rolls find little to flush (0: off)', { min: 0 }),
   checkpointIntervalMs: field.int(5_000, 'how often segment files are fsync\'d and the journal trimmed', { min: 100 }),
   streamMaxInFlightAdds: field.int(8_192, 'an add stream is not read while it has this many unanswered adds', { min: 1 }),
   maxInFlightBytes: field.int(256 * MiB, 'no add stream is read while this many payload bytes are unanswered', { min: MiB }),
@@ -91,7 +92,8 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
   });
   const storage = new SegmentLedgerStorage({
     dir: dataDir, segmentMaxBytes: config.segmentMaxBytes, segmentMaxEntries: config.segmentMaxEntries,
-    indexCacheBytes: config.indexCacheBytes, maxOpenWriters: config.maxOpenWriters, logger,
+    indexCacheBytes: config.indexCacheBytes, maxOpenWriters: config.maxOpenWriters, writeBackBytes: config.segmentWriteBackBytes,
+    onWriteBack: (ms) => metrics.segmentWriteBack.observe(ms / 1000), logger,
   });
   let bookieId = config.bookieId;
   let address = config.advertisedAddress;

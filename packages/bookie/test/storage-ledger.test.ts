@@ -21,10 +21,12 @@ async function tempDir(): Promise<string> {
   return d;
 }
 
-async function openStorage(dir: string, opts: Partial<{ segmentMaxBytes: number; segmentMaxEntries: number; maxOpenWriters: number }> = {}) {
+type StorageOpts = Partial<{ segmentMaxBytes: number; segmentMaxEntries: number; maxOpenWriters: number; writeBackBytes: number; onWriteBack: (ms: number) => void }>;
+
+async function openStorage(dir: string, opts: StorageOpts = {}) {
   const s = new SegmentLedgerStorage({
     dir, segmentMaxBytes: opts.segmentMaxBytes ?? 1024 * 1024, segmentMaxEntries: opts.segmentMaxEntries ?? 1000, indexCacheBytes: 1024 * 1024,
-    maxOpenWriters: opts.maxOpenWriters ?? 16, logger: silentLogger(),
+    maxOpenWriters: opts.maxOpenWriters ?? 16, writeBackBytes: opts.writeBackBytes, onWriteBack: opts.onWriteBack, logger: silentLogger(),
   });
   await s.open();
   opened.push(s);
@@ -73,6 +75,31 @@ describe('SegmentLedgerStorage', () => {
     await s.close();
     opened.splice(opened.indexOf(s), 1);
     await check(await openStorage(dir, { segmentMaxBytes: 64 * 1024 * 1024 }));
+  });
+
+  it('writes a segment back in the background every writeBackBytes; checkpoint and close wait for what is in flight', async () => {
+    const kib4 = (e: number) => Buffer.alloc(4096, e);
+    const run = (l: number, first: number): StorageOp[] =>
+      Array.from({ length: 5 }, (_, k) => ({ type: 'add', ledgerId: l, entryId: first + k, lastAddConfirmed: first + k - 1, crc32c: crc32c(kib4(first + k)), payload: kib4(first + k) }));
+    const writeBacks = async (writeBackBytes: number) => {
+      const dir = await tempDir();
+      const done: number[] = [];
+      const s = await openStorage(dir, { writeBackBytes, onWriteBack: (ms) => done.push(ms) });
+      for (let r = 0; r < 20; r++) await s.apply(run(40, r * 5), pos(r)); // 400 KiB in runs of 20 KiB
+      await s.close(); // with a write-back possibly still running
+      opened.splice(opened.indexOf(s), 1);
+      const again = await openStorage(dir);
+      const read = await again.readEntries(40, 0, 99, all);
+      expect(read.every((e) => e.payload.equals(kib4(e.entryId)))).toBe(true);
+      expect(ids(read)).toHaveLength(100);
+      return done;
+    };
+    // At most one in flight per writer, so between 400/64 and 1 of them; each one a real fdatasync.
+    const every64k = await writeBacks(64 * 1024);
+    expect(every64k.length).toBeGreaterThanOrEqual(1);
+    expect(every64k.length).toBeLessThanOrEqual(7);
+    expect(every64k.every((ms) => ms >= 0)).toBe(true);
+    expect(await writeBacks(0)).toEqual([]);
   });
 
   it('takes entries out of order and below a segment\'s last id, and reads them in id order', async () => {

@@ -9,6 +9,7 @@ export class BookieMetrics {
   readonly fsyncLatency: Histogram;
   readonly groupRecords: Histogram;
   readonly journalBytes: Counter;
+  readonly segmentWriteBack: Histogram;
   readonly reads: Counter<'result'>;
   readonly readBytes: Counter;
   readonly inFlightAdds: Gauge;
@@ -34,6 +35,10 @@ export class BookieMetrics {
       name: 'bookie_journal_group_records', help: 'Records in one journal group commit', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024], registers,
     });
     this.journalBytes = new Counter({ name: 'bookie_journal_bytes_total', help: 'Bytes written to the journal', registers });
+    this.segmentWriteBack = new Histogram({
+      name: 'bookie_segment_writeback_seconds', help: 'Background fdatasync of a segment\'s files, every segmentWriteBackBytes written',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1], registers,
+    });
     this.reads = new Counter({ name: 'bookie_reads_total', help: 'Read calls, by result', labelNames: ['result'], registers });
     this.readBytes = new Counter({ name: 'bookie_read_bytes_total', help: 'Payload bytes read', registers });
     this.inFlightAdds = new Gauge({ name: 'bookie_in_flight_adds', help: 'Adds received and not yet answered', registers });

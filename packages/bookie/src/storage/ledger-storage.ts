@@ -3,7 +3,7 @@ import { writevSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, stat, truncate, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '@strata/runtime';
-import { BookieNotFoundError, EntryChecksumError, StorageCorruptError } from '../errors.js';
+import { BookieNotFoundError, BookieUnavailableError, EntryChecksumError, StorageCorruptError } from '../errors.js';
 import {
   decodeLogHeader, encodeLogHeader, INDEX_RECORD, LOG_HEADER, LOG_MAGIC, numberedName, parseNumberedName, readU64, writeU64,
 } from './format.js';
@@ -58,7 +58,8 @@ export interface ReadOptions {
  *   fsyncs every file written since the last one and then records, atomically, the journal position
  *   up to which everything is in these files, plus each ledger's fenced flag, LAC and segment lengths.
  *   A sealed segment is fsync'd when sealed. On `open()` anything past the checkpoint's lengths is cut,
- *   and the journal is replayed from the checkpoint's position.
+ *   and the journal is replayed from the checkpoint's position. In between, a background fdatasync every
+ *   `writeBackBytes` keeps what a checkpoint or seal must flush small; correctness never depends on it.
  * - A fenced flag, once set, is never cleared (short of the ledger being deleted).
  * - Memory: the index of each ledger's active segment (24 bytes an entry, at most `segmentMaxEntries`)
  *   while that ledger is open for writing (at most `maxOpenWriters`, least recently written closed first);
@@ -93,6 +94,14 @@ export interface SegmentLedgerStorageOptions {
   segmentMaxEntries: number;
   indexCacheBytes: number;
   maxOpenWriters: number;
+  /**
+   * Start an fdatasync of a segment's files in the background each time this many bytes were written to
+   * them (0: only checkpoints and seals sync). Spreads the segment write-back over time, so a checkpoint
+   * or a seal finds little left to flush and journal writes never queue behind tens of MB (decision 0082).
+   */
+  writeBackBytes?: number;
+  /** Called after each background write-back with how long its fdatasyncs took. */
+  onWriteBack?: (ms: number) => void;
   logger: Logger;
   now?: () => number;
 }
@@ -102,6 +111,10 @@ interface Writer {
   index: FileHandle;
   dirty: boolean;
   closed: boolean;
+  /** Bytes written since the last write-back started. */
+  unsyncedBytes: number;
+  /** The write-back in progress, if any (at most one per writer; never rejects). */
+  writeBack?: Promise<void>;
 }
 
 interface Segment {
@@ -157,6 +170,8 @@ export class SegmentLedgerStorage implements LedgerStorage {
   private applied: JournalPosition = JOURNAL_START;
   private readonly dirtyDirs = new Set<string>();
   private readonly openWriters = new Map<Ledger, true>();
+  /** The first failed background write-back: from then on nothing is applied and no checkpoint trims the journal. */
+  private writeBackError: Error | undefined;
   /** Reused to join a run's buffers into one write (writes are serialised under the lock). */
   private scratch: Buffer | undefined;
   private readonly now: () => number;
@@ -239,6 +254,7 @@ export class SegmentLedgerStorage implements LedgerStorage {
 
   apply(ops: StorageOp[], end: JournalPosition): Promise<void> {
     return this.exclusive(async () => {
+      this.throwIfWriteBackFailed();
       let i = 0;
       while (i < ops.length) {
         const op = ops[i] as StorageOp;
@@ -318,6 +334,9 @@ export class SegmentLedgerStorage implements LedgerStorage {
     await writeFully(writer.log, this.joined(logBufs, logBytes), seg.logBytes, logBytes);
     await writeFully(writer.index, [index], seg.count * INDEX_RECORD, index.length);
     writer.dirty = true;
+    writer.unsyncedBytes += logBytes + index.length;
+    const writeBackBytes = this.options.writeBackBytes ?? 0;
+    if (writeBackBytes > 0 && writer.unsyncedBytes >= writeBackBytes && !writer.writeBack) this.startWriteBack(writer);
     // Only now is the data readable: publish it to the in-memory index.
     const active = seg.activeIndex ?? Buffer.alloc(0);
     const need = (seg.count + added.length) * INDEX_RECORD;
@@ -408,12 +427,38 @@ export class SegmentLedgerStorage implements LedgerStorage {
       throw err;
     });
     this.openWriters.set(ledger, true);
-    return { log, index, dirty: true, closed: false };
+    return { log, index, dirty: true, closed: false, unsyncedBytes: 0 };
+  }
+
+  /**
+   * An fdatasync of the writer's files that nobody waits for. Durability never depends on it (the journal
+   * holds every add until a checkpoint fsyncs the files again); it only keeps the dirty data small. A failure
+   * is kept: after a failed fsync Linux may report the next one clean although pages were lost, so no
+   * checkpoint may trim the journal from then on (a restart replays it).
+   */
+  private startWriteBack(w: Writer): void {
+    w.unsyncedBytes = 0;
+    const started = performance.now();
+    w.writeBack = Promise.all([w.log.datasync(), w.index.datasync()]).then(
+      () => this.options.onWriteBack?.(performance.now() - started),
+      (err: unknown) => {
+        this.writeBackError ??= err instanceof Error ? err : new Error(String(err));
+        this.logger.error({ err }, 'segment write-back failed; no more adds or checkpoints until a restart replays the journal');
+      },
+    ).finally(() => {
+      w.writeBack = undefined;
+    });
+  }
+
+  /** After a failed write-back the files may miss data an fsync said nothing of: no more writes, no checkpoint. */
+  private throwIfWriteBackFailed(): void {
+    if (this.writeBackError) throw new BookieUnavailableError('a segment write-back failed; restart to replay the journal', this.writeBackError);
   }
 
   private async closeWriter(ledger: Ledger, seg: Segment): Promise<void> {
     const w = seg.writer;
     if (!w || w.closed) return;
+    await w.writeBack;
     await Promise.all([w.log.datasync(), w.index.datasync()]);
     w.closed = true;
     await Promise.all([w.log.close(), w.index.close()]);
@@ -649,12 +694,15 @@ export class SegmentLedgerStorage implements LedgerStorage {
     await Promise.all(
       snap.writers.map(async (w) => {
         try {
+          await w.writeBack;
+          w.unsyncedBytes = 0;
           await Promise.all([w.log.datasync(), w.index.datasync()]);
         } catch (err) {
           if (!w.closed) throw err;
         }
       }),
     );
+    this.throwIfWriteBackFailed();
     for (const dir of snap.dirs) await fsyncDir(dir).catch((err: unknown) => {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     });
