@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
-import { channelOptions, loadProtos } from '@strata/runtime';
+import { channelOptions, loadProtos, SERVER_NODE_FLAGS } from '@strata/runtime';
 import * as hdr from 'hdr-histogram-js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -84,6 +84,7 @@ const FIXTURE = join(root, 'packages', 'bookie', 'test', 'fixtures', 'bookie-pro
 
 async function startBookie(dataDir) {
   const child = spawn(process.execPath, [
+    ...SERVER_NODE_FLAGS,
     ...(process.env.BENCH_BOOKIE_NODE_ARGS ? process.env.BENCH_BOOKIE_NODE_ARGS.split(' ') : []),
     FIXTURE, '--data-dir', dataDir, '--grpc-host', '127.0.0.1', '--grpc-port', '0', '--http-host', '127.0.0.1', '--http-port', '0',
     '--log-level', 'warn', '--journal-group-wait-ms', flags['group-wait-ms'],

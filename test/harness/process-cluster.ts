@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { EtcdCluster } from '@strata/coordinator/testing';
+import { SERVER_NODE_FLAGS } from '@strata/runtime';
 import { ChildProcessHandle, freePorts, spawnRole, strataBin, tempDir } from '@strata/runtime/testing';
 import type { Cluster, ClusterNode, EtcdMemberNode } from './cluster.js';
 
@@ -69,7 +70,7 @@ class ProcessNode implements ClusterNode {
     }
     // spawnRole has no uid option: the same command line behind setpriv (which execs, so the pid is node's).
     const args = [
-      '--reuid', String(this.uid), '--regid', String(this.uid), '--clear-groups', process.execPath, strataBin(), this.role,
+      '--reuid', String(this.uid), '--regid', String(this.uid), '--clear-groups', process.execPath, ...SERVER_NODE_FLAGS, strataBin(), this.role,
       ...Object.entries(this.flags).flatMap(([k, v]) => (typeof v === 'boolean' ? [v ? `--${k}` : `--no-${k}`] : [`--${k}`, String(v)])),
     ];
     const proc = ChildProcessHandle.spawn({ command: 'setpriv', args, logFile: this.logFile });

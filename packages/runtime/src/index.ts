@@ -6,4 +6,5 @@ export {
 export { channelOptions, ServiceHost, type HttpRoute, type ServiceHostOptions } from './host.js';
 export { Lifecycle, type Component } from './lifecycle.js';
 export { createLogger, silentLogger, type Logger } from './logger.js';
+export { SERVER_NODE_FLAGS } from './node-flags.js';
 export { loadProtos, PROTO_LOADER_OPTIONS, protosDir } from './protos.js';

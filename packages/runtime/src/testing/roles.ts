@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../node-flags.js';
 import { ChildProcessHandle } from './process.js';
 
 /** The built `strata` bin of this checkout (packages/cli/dist/bin.js). */
@@ -20,7 +21,7 @@ export async function spawnRole(
   flags: Record<string, string | number | boolean>,
   options: { httpPort: number; waitReady?: boolean; readyTimeoutMs?: number; logFile?: string; env?: Record<string, string> },
 ): Promise<ChildProcessHandle> {
-  const args = [strataBin(), role, ...Object.entries(flags).flatMap(([k, v]) => (typeof v === 'boolean' ? [v ? `--${k}` : `--no-${k}`] : [`--${k}`, String(v)]))];
+  const args = [...SERVER_NODE_FLAGS, strataBin(), role, ...Object.entries(flags).flatMap(([k, v]) => (typeof v === 'boolean' ? [v ? `--${k}` : `--no-${k}`] : [`--${k}`, String(v)]))];
   const proc = ChildProcessHandle.spawn({ command: process.execPath, args, logFile: options.logFile, env: options.env });
   try {
     await proc.waitForHttp(`http://127.0.0.1:${options.httpPort}/${options.waitReady === false ? 'healthz' : 'readyz'}`, options.readyTimeoutMs);

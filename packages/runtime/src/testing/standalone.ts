@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { SERVER_NODE_FLAGS } from '../node-flags.js';
 import { freePorts, tempDir } from './ports.js';
 import { ChildProcessHandle } from './process.js';
 import { strataBin } from './roles.js';
@@ -17,7 +18,7 @@ export class StandaloneProcess {
     const dir = await tempDir('strata-standalone-');
     const [broker, brokerHttp, b1, b2, b1Http, b2Http, coord, coordHttp] = (await freePorts(8)).map(String) as [string, string, string, string, string, string, string, string];
     const args = [
-      strataBin(), 'standalone', '--data-dir', join(dir.path, 'data'), '--host', '127.0.0.1', '--log-level', options.logLevel ?? 'warn',
+      ...SERVER_NODE_FLAGS, strataBin(), 'standalone', '--data-dir', join(dir.path, 'data'), '--host', '127.0.0.1', '--log-level', options.logLevel ?? 'warn',
       '--broker-port', broker, '--broker-http-port', brokerHttp, '--bookie-ports', `${b1},${b2}`, '--bookie-http-ports', `${b1Http},${b2Http}`,
       '--coordinator-port', coord, '--coordinator-http-port', coordHttp,
     ];
