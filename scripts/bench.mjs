@@ -13,8 +13,8 @@
 //
 // Knobs (environment): BENCH_DURATION_S (20), BENCH_WARMUP_S (5), BENCH_RATE (10000), BENCH_SIZE (1024),
 // BENCH_OUT (a file to write the JSON results to), BENCH_SKIP_BOOKIE=1, BENCH_SCENARIOS (a comma list of
-// publish,paced,max,rate; default publish,max,rate; paced = `perf produce -r BENCH_RATE`, no consumer), BENCH_NODE_ARGS (extra node flags for the standalone, e.g.
-// "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_CLI_NODE_ARGS (the same for the CLI), BENCH_DEPLOYMENT
+// publish,paced,max,rate, run in that order; default publish,max,rate; paced = `perf produce -r BENCH_RATE`, no consumer), BENCH_NODE_ARGS (extra node flags for the standalone, after
+// @strata/runtime's SERVER_NODE_FLAGS which every server gets, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_CLI_NODE_ARGS (the same for the CLI), BENCH_DEPLOYMENT
 // (standalone, the default: every role in one process; or cluster: etcd, one coordinator, two bookies and
 // one broker as separate processes, the same E=W=A=2, so the roles do not share one event loop).
 //
@@ -36,7 +36,12 @@ const durationS = Number(process.env.BENCH_DURATION_S ?? 20);
 const warmupS = Number(process.env.BENCH_WARMUP_S ?? 5);
 const rate = Number(process.env.BENCH_RATE ?? 10_000);
 const size = Number(process.env.BENCH_SIZE ?? 1024);
-const scenarios = new Set((process.env.BENCH_SCENARIOS ?? 'publish,max,rate').split(',').map((x) => x.trim()));
+const scenarios = (process.env.BENCH_SCENARIOS ?? 'publish,max,rate').split(',').map((x) => x.trim());
+const unknownScenario = scenarios.find((x) => !['publish', 'paced', 'max', 'rate'].includes(x));
+if (unknownScenario) {
+  process.stderr.write(`[bench] unknown scenario in BENCH_SCENARIOS: ${unknownScenario} (publish, paced, max, rate)\n`);
+  process.exit(2);
+}
 const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const cliNodeArgs = (process.env.BENCH_CLI_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const deployment = process.env.BENCH_DEPLOYMENT ?? 'standalone';
@@ -96,7 +101,8 @@ async function startStandalone(dataDir) {
     '--coordinator-port', String(coord), '--coordinator-http-port', String(coordHttp),
   ];
   log(`starting: node ${args.map((a) => a.replace(root + '/', '')).join(' ')}`);
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { SERVER_NODE_FLAGS } = await import('@strata/runtime');
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeArgs, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stderr.on('data', (d) => { output += d; });
   const serviceUrl = await new Promise((resolve, reject) => {
@@ -246,10 +252,13 @@ async function main() {
     system = deployment === 'cluster' ? await startCluster(dir) : await startStandalone(join(dir, 'data'));
     log(`${deployment} ready at ${system.serviceUrl} (pids ${system.pids().join(', ')})`);
     const s = system;
-    if (scenarios.has('publish')) results.publishOnly = await withCost(s, () => runPublishOnly(s.serviceUrl));
-    if (scenarios.has('paced')) results.pacedPublishOnly = await withCost(s, () => runPublishOnly(s.serviceUrl, rate));
-    if (scenarios.has('max')) results.max = await withCost(s, () => runWorkload(dir, s.serviceUrl, `1-topic-1-partition-${size}b-max`, 0));
-    if (scenarios.has('rate')) results.rate = await withCost(s, () => runWorkload(dir, s.serviceUrl, `1-topic-1-partition-${size}b-${rate}`, rate));
+    // In the order given: what ran before shapes a scenario (a maximum-rate run leaves GBs for the disk to absorb).
+    for (const scenario of scenarios) {
+      if (scenario === 'publish') results.publishOnly = await withCost(s, () => runPublishOnly(s.serviceUrl));
+      if (scenario === 'paced') results.pacedPublishOnly = await withCost(s, () => runPublishOnly(s.serviceUrl, rate));
+      if (scenario === 'max') results.max = await withCost(s, () => runWorkload(dir, s.serviceUrl, `1-topic-1-partition-${size}b-max`, 0));
+      if (scenario === 'rate') results.rate = await withCost(s, () => runWorkload(dir, s.serviceUrl, `1-topic-1-partition-${size}b-${rate}`, rate));
+    }
   } finally {
     if (system) await system.stop();
   }
