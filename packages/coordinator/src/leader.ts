@@ -1,4 +1,5 @@
 import { backoffMs, sleep, type Logger } from '@strata/runtime';
+import { Registry } from 'prom-client';
 import type { MetadataStore, Session } from './metadata/store.js';
 
 /** What a leader duty gets: the store, the session leadership is held on, and a signal for its end. */
@@ -8,6 +9,8 @@ export interface LeaderContext {
   /** Aborts when leadership ends (lost, resigned, or the coordinator stops). */
   readonly signal: AbortSignal;
   readonly logger: Logger;
+  /** The coordinator's metrics registry: a duty registers its metrics once and keeps them across terms. */
+  readonly metrics: Registry;
 }
 
 /**
@@ -28,6 +31,8 @@ export interface LeaderElectorOptions {
   sessionTtlMs: number;
   duties: readonly LeaderDuty[];
   logger: Logger;
+  /** Where duties register their metrics (default: a registry nobody scrapes). */
+  metrics?: Registry;
   /** Called when this node gains or loses its session (ready) and leadership. */
   onChange?(state: { connected: boolean; leader: boolean }): void;
   onDutyError?(duty: string, err: unknown): void;
@@ -43,9 +48,11 @@ export class LeaderElector {
   private loop: Promise<void> | undefined;
   private state = { connected: false, leader: false };
   private readonly logger: Logger;
+  private readonly metrics: Registry;
 
   constructor(private readonly options: LeaderElectorOptions) {
     this.logger = options.logger.child({ component: 'leader-elector', election: options.election, candidate: options.candidate });
+    this.metrics = options.metrics ?? new Registry();
   }
 
   get connected(): boolean {
@@ -99,7 +106,7 @@ export class LeaderElector {
       const leadership = await store.campaign(election, candidate, { session, signal: AbortSignal.any([stop, session.signal]) });
       const term = AbortSignal.any([leadership.signal, stop]);
       this.set({ leader: true });
-      const context: LeaderContext = { store, session, signal: term, logger: this.logger };
+      const context: LeaderContext = { store, session, signal: term, logger: this.logger, metrics: this.metrics };
       const duties = this.options.duties.map((duty) =>
         duty.run(context).catch((err) => {
           this.logger.error({ err, duty: duty.name }, 'leader duty failed');

@@ -174,6 +174,7 @@ export async function startCoordinator(config: CoordinatorConfig, deps: Coordina
         elector = new LeaderElector({
           store: metadata as MetadataStore, election: COORDINATOR_ELECTION, candidate: coordinatorId,
           sessionTtlMs: config.sessionTtlMs, duties: deps.leaderDuties ?? [bundleAssignerDuty(config)], logger,
+          metrics: host.metrics,
           onChange: ({ connected, leader }) => {
             connectedGauge.set(connected ? 1 : 0);
             if (leader && !wasLeader) termsCounter.inc();

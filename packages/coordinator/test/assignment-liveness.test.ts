@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { Random, silentLogger } from '@strata/runtime';
+import { Registry } from 'prom-client';
 import {
   BundleAssigner, createMetadataStore, EmbeddedMetadataStore, LeaderElector, listAll, namespaceBundles, SessionLostError,
   type AssignmentRecord, type MetadataStore, type OwnershipRecord, type Session,
@@ -196,8 +197,9 @@ describe('liveness end to end (real etcd, broker stand-ins as processes)', () =>
     })().catch(() => undefined), 50);
     cleanups.push(() => clearInterval(follow));
 
+    const metrics = new Registry();
     const elector = new LeaderElector({
-      store, election: 'coordinator', candidate: 'c1', sessionTtlMs: 5_000, logger: silentLogger(),
+      store, election: 'coordinator', candidate: 'c1', sessionTtlMs: 5_000, logger: silentLogger(), metrics,
       duties: [new BundleAssigner({ random: new Random(3), tickMs: 200, shedding: false, splitting: false, liveness: { intervalMs: 250 } })],
     });
     elector.start();
@@ -218,11 +220,13 @@ describe('liveness end to end (real etcd, broker stand-ins as processes)', () =>
       return specs.every((s) => o.get(s.id) === brokerId) || undefined;
     };
     expect(await all('victim')).toBe(true);
-    return { store, victim, all, specs };
+    /** A counter of the duty on the coordinator's registry, summed over its labels. */
+    const count = async (name: string) => ((await metrics.getSingleMetric(name)?.get())?.values ?? []).reduce((sum, v) => sum + v.value, 0);
+    return { store, victim, all, specs, count };
   }
 
   test('SIGKILL: the leader revokes the dead broker\'s session and its bundles move long before its TTL could expire', async () => {
-    const { store, victim, all } = await setup();
+    const { store, victim, all, specs, count } = await setup();
     const killedAt = Date.now();
     await victim.kill();
     await waitFor('the survivor to own every bundle', () => all('survivor'), VICTIM_TTL_MS + 5_000, 20);
@@ -231,10 +235,13 @@ describe('liveness end to end (real etcd, broker stand-ins as processes)', () =>
     // Correctness, not speed: only a revocation can free them this early (the lease was still valid).
     expect(movedMs).toBeLessThan(EARLIEST_EXPIRY_MS);
     expect(await store.get('brokers/victim')).toBeUndefined();
+    // On the coordinator's /metrics: one revocation, and an assignment for each of the victim's bundles.
+    expect(await count('strata_coordinator_broker_sessions_revoked_total')).toBe(1);
+    expect(await count('strata_coordinator_bundle_assignments_total')).toBeGreaterThanOrEqual(specs.length);
   }, 40_000);
 
   test('SIGSTOP: a paused broker is not revoked; its bundles move only after its TTL, and it learns it lost them', async () => {
-    const { store, victim, all } = await setup();
+    const { store, victim, all, count } = await setup();
     const stoppedAt = Date.now();
     victim.proc.kill('SIGSTOP');
     // Probes connect (the kernel accepts for a paused process): nothing moves before the lease expires.
@@ -245,6 +252,7 @@ describe('liveness end to end (real etcd, broker stand-ins as processes)', () =>
     // even if the stand-in's keep-alives ran late on a loaded machine before the stop.)
     expect(movedMs).toBeGreaterThanOrEqual(5_000);
     expect(await store.get('brokers/victim')).toBeUndefined();
+    expect(await count('strata_coordinator_broker_sessions_revoked_total')).toBe(0);
     victim.proc.kill('SIGCONT');
     await victim.line(/^LOST$/, 10_000);
   }, 60_000);

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { Registry } from 'prom-client';
 import { Random, silentLogger } from '@strata/runtime';
 import {
   BundleAssigner, EmbeddedMetadataStore, LeaderElector, namespaceBundles,
@@ -55,10 +56,14 @@ class HandBroker {
   }
 }
 
+/** The leader's duty metrics, of the last `leader()`. */
+let metrics = new Registry();
+
 async function leader(splitting: ConstructorParameters<typeof BundleAssigner>[0]['splitting']): Promise<SplitAction[]> {
   const splits: SplitAction[] = [];
+  metrics = new Registry();
   const elector = new LeaderElector({
-    store, election: unique('coordinator'), candidate: 'c1', sessionTtlMs: 3_000, logger: silentLogger(),
+    store, election: unique('coordinator'), candidate: 'c1', sessionTtlMs: 3_000, logger: silentLogger(), metrics,
     duties: [new BundleAssigner({ random: new Random(1), tickMs: 100, shedding: false, splitting, onSplit: (s) => splits.push(s) })],
   });
   elector.start();
@@ -107,6 +112,10 @@ describe('BundleAssigner: automatic split', () => {
     await sleep(500);
     expect(splits).toHaveLength(1);
     expect((await policyOf(ns)).bundles).toBe(3);
+    // On the coordinator's /metrics: the split, and the two halves' assignments.
+    const values = async (name: string) => (await metrics.getSingleMetric(name)?.get())?.values ?? [];
+    expect((await values('strata_coordinator_bundle_splits_total'))[0]?.value).toBe(1);
+    expect(await values('strata_coordinator_bundle_assignments_total')).toContainEqual(expect.objectContaining({ labels: { reason: 'unowned' }, value: 2 }));
   });
 
   test('maxBundlesPerNamespace stops splitting; autoSplit off never splits', async () => {

@@ -1,4 +1,5 @@
 import { sleep, systemClock, type Clock, type Logger, type Random } from '@strata/runtime';
+import { Counter, type Registry } from 'prom-client';
 import type { LeaderContext, LeaderDuty } from '../leader.js';
 import type { MetadataStore } from '../metadata/store.js';
 import {
@@ -59,6 +60,7 @@ export class BundleAssigner implements LeaderDuty {
   async run(context: LeaderContext): Promise<void> {
     const { store, signal } = context;
     const logger = context.logger.child({ component: 'bundle-assigner' });
+    const metrics = assignerMetrics(context.metrics);
     let wake: (() => void) | undefined;
     let dirty = true;
     // Changes come in bursts (a dead broker's keys vanish in one revision): one round after the burst.
@@ -91,7 +93,7 @@ export class BundleAssigner implements LeaderDuty {
         liveness = new BrokerLiveness({
           revoke: (sessionId) => store.revokeSession?.(sessionId, { signal }) ?? Promise.resolve(false),
           registrations: () => [...caches.brokers.values()].map((e) => ({ ...e.value, id: e.key.slice(BROKERS_PREFIX.length) })),
-          logger, options: this.options.liveness,
+          logger, options: this.options.liveness, onRevoked: () => metrics.revocations.inc(),
         });
         liveness.start();
       }
@@ -103,11 +105,11 @@ export class BundleAssigner implements LeaderDuty {
           const actions = planAssignments(snapshot, this.placement, this.options.random);
           const shed = actions.length === 0 ? shedder?.plan(snapshot, this.placement) : undefined;
           if (shed) actions.push(shed);
-          await this.execute(store, actions, caches.brokers, logger, signal);
+          await this.execute(store, actions, caches.brokers, metrics, logger, signal);
           this.options.onRound?.(actions);
           if (this.splitOptions) {
             const splits = planSplits({ ...snapshot, namespaces: this.namespaces(caches.policies) }, this.splitOptions, lastSplitAt);
-            await this.executeSplits(store, splits, caches.policies, lastSplitAt, logger, signal);
+            await this.executeSplits(store, splits, caches.policies, lastSplitAt, metrics, logger, signal);
           }
         }
         if (dirty) continue;
@@ -185,7 +187,7 @@ export class BundleAssigner implements LeaderDuty {
    */
   private async executeSplits(
     store: MetadataStore, splits: readonly SplitAction[], policies: PrefixCache<BundlePolicy>, lastSplitAt: Map<string, number>,
-    logger: Logger, signal: AbortSignal,
+    metrics: AssignerMetrics, logger: Logger, signal: AbortSignal,
   ): Promise<void> {
     for (const split of splits) {
       if (signal.aborted) return;
@@ -200,6 +202,7 @@ export class BundleAssigner implements LeaderDuty {
         await store.put(key, JSON.stringify(next), { expectedVersion: split.expectedVersion, signal });
         lastSplitAt.set(split.namespace, this.clock.now());
         logger.info({ bundle: split.bundle, reasons: split.reasons, load: split.load, bundles: next.bundles }, 'hot bundle split');
+        metrics.splits.inc();
         this.options.onSplit?.(split);
       } catch (err) {
         if ((err as { code?: string }).code === 'BAD_VERSION') continue;
@@ -210,7 +213,8 @@ export class BundleAssigner implements LeaderDuty {
   }
 
   private async execute(
-    store: MetadataStore, actions: readonly PlacementAction[], brokers: PrefixCache<BrokerRegistration>, logger: Logger, signal: AbortSignal,
+    store: MetadataStore, actions: readonly PlacementAction[], brokers: PrefixCache<BrokerRegistration>, metrics: AssignerMetrics,
+    logger: Logger, signal: AbortSignal,
   ): Promise<void> {
     for (const a of actions) {
       if (signal.aborted) return;
@@ -220,6 +224,7 @@ export class BundleAssigner implements LeaderDuty {
           const record: AssignmentRecord = { brokerId: a.brokerId, url, atMs: this.clock.now(), reason: a.reason };
           await store.put(assignmentKey(a.bundle), JSON.stringify(record), { expectedVersion: a.expectedVersion, signal });
           logger.info({ bundle: a.bundle, brokerId: a.brokerId, reason: a.reason }, 'bundle assigned');
+          metrics.assignments.inc({ reason: a.reason });
         } else {
           await store.delete(assignmentKey(a.bundle), { expectedVersion: a.expectedVersion, signal });
           logger.info({ bundle: a.bundle }, 'assignment of a bundle that no longer exists removed');
@@ -233,4 +238,17 @@ export class BundleAssigner implements LeaderDuty {
       }
     }
   }
+}
+
+type AssignerMetrics = ReturnType<typeof assignerMetrics>;
+
+/** The duty's counters on the coordinator's registry: registered by the first term, kept by later ones. */
+function assignerMetrics(registry: Registry) {
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> =>
+    (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter<L>({ name, help, labelNames, registers: [registry] });
+  return {
+    assignments: counter('strata_coordinator_bundle_assignments_total', 'Bundle assignments written, by reason (unowned, timeout, shed, unload, drain)', ['reason']),
+    splits: counter('strata_coordinator_bundle_splits_total', 'Hot bundles split automatically (decision 0068)'),
+    revocations: counter('strata_coordinator_broker_sessions_revoked_total', 'Sessions of brokers whose port refused connections, revoked at once (decision 0065)'),
+  };
 }
