@@ -14,6 +14,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Client } from '@strata/client';
 
+// `| head` closes stdout early: that is not an error of ours.
+process.stdout.on('error', (err) => (err.code === 'EPIPE' ? process.exit(0) : Promise.reject(err)));
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { json: { type: 'string' } } });
 const [serviceUrl, rateArg = '10000', secondsArg = '10'] = positionals;
 if (!serviceUrl) {

@@ -48,7 +48,12 @@ cp -r protos "$rootfs/app/protos"
 for pkg in packages/*/; do
   mkdir -p "$rootfs/app/$pkg"
   cp "${pkg}package.json" "$rootfs/app/$pkg"
-  (cd "$pkg" && find dist -type f \( -name '*.js' -o -name '*.json' \) -print0 | xargs -0 -r cp --parents -t "$rootfs/app/$pkg")
+  # Only files compiled from a source that still exists: a dist/ left by an earlier build may hold
+  # outputs of deleted sources, which tsc never removes.
+  (cd "$pkg" && find dist -type f -name '*.js' -print0 | while IFS= read -r -d '' js; do
+    rel="${js#dist/}"
+    if [ -f "src/${rel%.js}.ts" ]; then printf '%s\0' "$js"; fi
+  done | xargs -0 -r cp --parents -t "$rootfs/app/$pkg")
 done
 
 # Everything readable by the non-root user, nothing writable by it: the image runs read-only.
