@@ -1,6 +1,7 @@
 import type { Clock, Logger, Random } from '@strata/runtime';
 import type { BundleOwner, OwnershipView } from './bundles.js';
 import type { TopicLoad } from './bundle-load.js';
+import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
 import { publishTimeOf } from './codec.js';
 import { ConsumerBusyError, InvalidRequestError, NotFoundError, NotOwnerError, ServiceNotReadyError, TooManyRequestsError } from './errors.js';
 import { topicHash, TopicName } from './names.js';
@@ -165,6 +166,11 @@ export class BrokerService {
     }));
     if (chosen.length > 0) this.logger.info({ topics: chosen.length, reason: options.reason }, 'topics unloaded');
     return chosen.length;
+  }
+
+  /** Stats of every open topic (for the per-topic metrics). */
+  topicStats(): TopicStats[] {
+    return [...this.open].map((t) => t.stats(''));
   }
 
   /**

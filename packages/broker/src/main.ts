@@ -47,6 +47,7 @@ export const brokerConfigSpec = {
   managedLedgerCacheBytes: field.int(256 * MiB, 'entry cache for tailing reads, shared by all topics (0 disables)', { min: 0 }),
   cursorFlushIntervalMs: field.int(1000, 'acknowledgements are persisted at most this often (the window a crash can redeliver)', { min: 10 }),
   sessionTtlMs: field.int(3_000, 'metadata session TTL: a dead broker\'s bundles are reassigned this long after it dies (decision 0064)', { min: 2_000 }),
+  metricsMaxTopics: field.int(1_000, 'topics with per-topic metrics on /metrics, the busiest first (0: broker-wide metrics only)', { min: 0 }),
   loadReportIntervalMs: field.int(5_000, 'how often the broker refreshes its load report in brokers/<id>', { min: 100 }),
   acquireWaitMs: field.int(2_000, 'a lookup of a bundle nobody owns yet waits this long for its acquisition before answering "retry"', { min: 0 }),
   unloadTimeoutMs: field.int(10_000, 'a graceful bundle unload (close its topics) may take this long before the bundle is released anyway', { min: 100 }),
@@ -106,7 +107,10 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
     ensembleSize: 0, writeQuorum: 0, ackQuorum: 0,
   };
   const limiter = new PublishLimiter(config.maxPendingPublishesPerBroker);
-  const metrics = new BrokerMetrics(host.metrics, { topicsLoaded: () => service?.loadedTopicCount ?? 0, pendingPublishes: () => limiter.inFlight });
+  const metrics = new BrokerMetrics(host.metrics, {
+    topicsLoaded: () => service?.loadedTopicCount ?? 0, pendingPublishes: () => limiter.inFlight,
+    topicStats: () => service?.topicStats() ?? [], maxTopics: config.metricsMaxTopics,
+  });
 
   const components: Component[] = [
     {

@@ -1,8 +1,11 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
 
 /**
- * The broker's Prometheus metrics (on the ServiceHost's registry, served at /metrics). Broker-wide,
- * no per-topic labels: label cardinality stays bounded however many topics are loaded.
+ * The broker's Prometheus metrics (on the ServiceHost's registry, served at /metrics): broker-wide ones,
+ * and per-topic / per-subscription gauges (`broker_topic_*`, `broker_subscription_*`, as Pulsar's
+ * topic-level metrics) for at most `maxTopics` loaded topics, the busiest first, so that the label
+ * cardinality stays bounded however many topics are loaded.
  */
 export class BrokerMetrics {
   readonly publishedEntries: Counter<'result'>;
@@ -14,7 +17,10 @@ export class BrokerMetrics {
   readonly redeliveries: Counter;
   readonly droppedNonPersistent: Counter;
 
-  constructor(registry: Registry, gauges: { topicsLoaded: () => number; pendingPublishes: () => number }) {
+  constructor(
+    registry: Registry,
+    gauges: { topicsLoaded: () => number; pendingPublishes: () => number; topicStats: () => TopicStats[]; maxTopics: number },
+  ) {
     const registers = [registry];
     this.publishedEntries = new Counter({ name: 'broker_publish_entries_total', help: 'Batches answered, by result (stored, duplicate, or the error code)', labelNames: ['result'], registers });
     this.publishedMessages = new Counter({ name: 'broker_publish_messages_total', help: 'Messages in stored batches', registers });
@@ -29,5 +35,52 @@ export class BrokerMetrics {
     this.droppedNonPersistent = new Counter({ name: 'broker_non_persistent_dropped_entries_total', help: 'Non-persistent entries dropped for lack of permits', registers });
     new Gauge({ name: 'broker_topics_loaded', help: 'Topics loaded on this broker', registers, collect() { this.set(gauges.topicsLoaded()); } });
     new Gauge({ name: 'broker_pending_publishes', help: 'Batches accepted and not yet answered (broker-wide)', registers, collect() { this.set(gauges.pendingPublishes()); } });
+    if (gauges.maxTopics > 0) topicGauges(registry, () => busiestTopics(gauges.topicStats(), gauges.maxTopics));
   }
+}
+
+/** The `n` topics with the highest message rate in + out (ties by name, so a scrape is stable). */
+export function busiestTopics(stats: readonly TopicStats[], n: number): TopicStats[] {
+  const rate = (t: TopicStats) => Number(t.msgRateIn ?? 0) + Number(t.msgRateOut ?? 0);
+  return [...stats].sort((a, b) => rate(b) - rate(a) || String(a.topic).localeCompare(String(b.topic))).slice(0, n);
+}
+
+/** Per-topic and per-subscription gauges, filled from one stats snapshot per scrape. */
+function topicGauges(registry: Registry, snapshot: () => TopicStats[]): void {
+  // prom-client collects metric by metric: they share the snapshot taken by the first of one scrape.
+  let current: { at: number; stats: TopicStats[] } | undefined;
+  const stats = () => {
+    const now = Date.now();
+    if (!current || now - current.at > 1_000) current = { at: now, stats: snapshot() };
+    return current.stats;
+  };
+  const registers = [registry];
+  const perTopic = (name: string, help: string, value: (t: TopicStats) => number) =>
+    new Gauge({
+      name, help, labelNames: ['topic'], registers,
+      collect() {
+        this.reset();
+        for (const t of stats()) this.set({ topic: String(t.topic) }, value(t));
+      },
+    });
+  const perSubscription = (name: string, help: string, value: (s: NonNullable<TopicStats['subscriptions']>[number]) => number) =>
+    new Gauge({
+      name, help, labelNames: ['topic', 'subscription'], registers,
+      collect() {
+        this.reset();
+        for (const t of stats()) for (const s of t.subscriptions ?? []) this.set({ topic: String(t.topic), subscription: String(s.name) }, value(s));
+      },
+    });
+  perTopic('broker_topic_msg_rate_in', 'Messages per second published to the topic (recent rate)', (t) => Number(t.msgRateIn ?? 0));
+  perTopic('broker_topic_msg_throughput_in_bytes', 'Bytes per second published to the topic', (t) => Number(t.msgThroughputIn ?? 0));
+  perTopic('broker_topic_msg_rate_out', 'Messages per second delivered from the topic, all subscriptions', (t) => Number(t.msgRateOut ?? 0));
+  perTopic('broker_topic_msg_throughput_out_bytes', 'Bytes per second delivered from the topic', (t) => Number(t.msgThroughputOut ?? 0));
+  perTopic('broker_topic_storage_size_bytes', 'Bytes the topic\'s ledgers hold', (t) => Number(t.storageSize ?? 0));
+  perTopic('broker_topic_msg_backlog', 'Messages not yet acknowledged by the topic\'s slowest subscription', (t) => Number(t.backlogSize ?? 0));
+  perTopic('broker_topic_producers', 'Producers connected to the topic', (t) => t.publishers?.length ?? 0);
+  perTopic('broker_topic_subscriptions', 'Subscriptions of the topic', (t) => t.subscriptions?.length ?? 0);
+  perTopic('broker_topic_consumers', 'Consumers connected to the topic, all subscriptions', (t) => (t.subscriptions ?? []).reduce((n, s) => n + (s.consumers?.length ?? 0), 0));
+  perSubscription('broker_subscription_msg_backlog', 'Messages of the topic the subscription has not acknowledged', (s) => Number(s.msgBacklog ?? 0));
+  perSubscription('broker_subscription_msg_rate_out', 'Messages per second delivered to the subscription', (s) => Number(s.msgRateOut ?? 0));
+  perSubscription('broker_subscription_unacked_messages', 'Messages delivered to the subscription\'s consumers and not acknowledged', (s) => Number(s.unackedMessages ?? 0));
 }

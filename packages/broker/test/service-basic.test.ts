@@ -45,6 +45,13 @@ describe('broker service: produce and consume over gRPC', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${tb.broker.httpPort}/metrics`)).text();
     expect(Number(/broker_publish_entries_total\{result="stored",role="broker"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(200);
     expect(Number(/broker_dispatch_entries_total\{role="broker"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(200);
+    // Topic-level metrics of this topic and its subscription (Pulsar's pulsar_storage_size, msg_backlog, ...).
+    const value = (name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels},role="broker"\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    expect(value('broker_topic_storage_size_bytes', `topic="${topic}"`)).toBeGreaterThan(0);
+    expect(value('broker_topic_producers', `topic="${topic}"`)).toBe(1);
+    expect(value('broker_topic_consumers', `topic="${topic}"`)).toBe(1);
+    expect(value('broker_topic_subscriptions', `topic="${topic}"`)).toBe(1);
+    expect(value('broker_subscription_msg_backlog', `topic="${topic}",subscription="s1"`)).toBeGreaterThanOrEqual(0);
     producer.close();
     consumer.close();
   });
