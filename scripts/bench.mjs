@@ -100,9 +100,10 @@ async function startStandalone(dataDir) {
     '--bookie-ports', `${b1},${b2}`, '--bookie-http-ports', `${b1Http},${b2Http}`,
     '--coordinator-port', String(coord), '--coordinator-http-port', String(coordHttp),
   ];
-  log(`starting: node ${args.map((a) => a.replace(root + '/', '')).join(' ')}`);
   const { SERVER_NODE_FLAGS } = await import('@strata/runtime');
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeArgs, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const command = [...SERVER_NODE_FLAGS, ...nodeArgs, ...args];
+  log(`starting: node ${command.map((a) => a.replace(root + '/', '')).join(' ')}`);
+  const child = spawn(process.execPath, command, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stderr.on('data', (d) => { output += d; });
   const serviceUrl = await new Promise((resolve, reject) => {
