@@ -9,7 +9,7 @@ import { NonPersistentTopic } from './non-persistent-topic.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { NamespacePolicies, NamespaceResources } from './resources.js';
 import type { ManagedLedgerConfig, ManagedLedgerFactory } from './storage/index.js';
-import { PersistentTopic, type Topic } from './topic.js';
+import { consumerCount, PersistentTopic, type Topic } from './topic.js';
 
 export interface BrokerServiceOptions {
   allowAutoTopicCreation: boolean;
@@ -185,7 +185,7 @@ export class BrokerService {
       const s = t.stats('');
       const load: TopicLoad = {
         namespace: t.name.namespaceName, hash: topicHash(t.name),
-        producers: s.publishers?.length ?? 0, consumers: (s.subscriptions ?? []).reduce((n, sub) => n + (sub.consumers?.length ?? 0), 0),
+        producers: s.publishers?.length ?? 0, consumers: consumerCount(s),
         msgRateIn: Number(s.msgRateIn ?? 0), msgRateOut: Number(s.msgRateOut ?? 0),
         msgThroughputIn: Number(s.msgThroughputIn ?? 0), msgThroughputOut: Number(s.msgThroughputOut ?? 0),
       };

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
+import { consumerCount } from './topic.js';
 
 /**
  * The broker's Prometheus metrics (on the ServiceHost's registry, served at /metrics): broker-wide ones,
@@ -79,7 +80,7 @@ function topicGauges(registry: Registry, snapshot: () => TopicStats[]): void {
   perTopic('broker_topic_msg_backlog', 'Messages not yet acknowledged by the topic\'s slowest subscription', (t) => Number(t.backlogSize ?? 0));
   perTopic('broker_topic_producers', 'Producers connected to the topic', (t) => t.publishers?.length ?? 0);
   perTopic('broker_topic_subscriptions', 'Subscriptions of the topic', (t) => t.subscriptions?.length ?? 0);
-  perTopic('broker_topic_consumers', 'Consumers connected to the topic, all subscriptions', (t) => (t.subscriptions ?? []).reduce((n, s) => n + (s.consumers?.length ?? 0), 0));
+  perTopic('broker_topic_consumers', 'Consumers connected to the topic, all subscriptions', consumerCount);
   perSubscription('broker_subscription_msg_backlog', 'Messages of the topic the subscription has not acknowledged', (s) => Number(s.msgBacklog ?? 0));
   perSubscription('broker_subscription_msg_rate_out', 'Messages per second delivered to the subscription', (s) => Number(s.msgRateOut ?? 0));
   perSubscription('broker_subscription_unacked_messages', 'Messages delivered to the subscription\'s consumers and not acknowledged', (s) => Number(s.unackedMessages ?? 0));

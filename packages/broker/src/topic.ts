@@ -54,6 +54,11 @@ export interface SubscribeOptions {
   sink: ConsumerSink;
 }
 
+/** Consumers connected to a topic, over all its subscriptions (load reports and topic metrics). */
+export function consumerCount(stats: TopicStats): number {
+  return (stats.subscriptions ?? []).reduce((n, s) => n + (s.consumers?.length ?? 0), 0);
+}
+
 /**
  * What the gRPC streams and the admin service need of a topic; persistent and non-persistent topics
  * both provide it.
