@@ -4,12 +4,12 @@
 // ledgers are really recovered and fenced by their new owners; nothing acknowledged may be lost.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BookieProcesses } from '@strata/bookie/testing';
-import { Client } from '@strata/client';
+import type { Client } from '@strata/client';
 import { coordinatorConfigSpec, createMetadataStore, startCoordinator, type CoordinatorConfig, type MetadataStore, type RunningCoordinator, type WatchEvent } from '@strata/coordinator';
 import { EtcdCluster } from '@strata/coordinator/testing';
 import { silentLogger } from '@strata/runtime';
 import { freePorts, spawnRole, type ChildProcessHandle } from '@strata/runtime/testing';
-import { captureLogger, expectHotBundleSplit, SplitView, until, type SdkEvent } from './split-helpers.js';
+import { expectHotBundleSplit, splitClient, SplitView, until, type SdkEvent } from './split-helpers.js';
 
 const NS = 'public/default';
 const CLUSTER = 'split-processes';
@@ -49,10 +49,7 @@ beforeAll(async () => {
   await store.watch('admin/policies/', { onEvent: (event) => policyEvents.push({ at: Date.now(), event }) });
   await until('public/default to exist', async () => (await store.get(`admin/policies/${NS}`)) !== undefined, 30_000);
   await view.waitOwned((await view.bundles()).map((b) => b.id), 30_000);
-  client = new Client({
-    serviceUrl: `pulsar://${addresses[0]}`, operationTimeoutSeconds: 15, initialBackoffIntervalMs: 50, maxBackoffIntervalMs: 500,
-    logger: captureLogger(sdkEvents),
-  });
+  client = splitClient(addresses[0] as string, sdkEvents);
 }, 120_000);
 
 afterAll(async () => {

@@ -10,10 +10,10 @@ import { InMemoryLedgerCluster } from '@strata/bookie/testing';
 import { BundleAssigner, createMetadataStore, LeaderElector, namespaceBundles, type MetadataStore, type SplitAction } from '@strata/coordinator';
 import { EtcdCluster } from '@strata/coordinator/testing';
 import { Random, silentLogger } from '@strata/runtime';
-import { Client } from '@strata/client';
+import type { Client } from '@strata/client';
 import { startTestBroker, type TestBroker } from '../src/testing/index.js';
 import { adminClient, call } from './helpers.js';
-import { captureLogger, expectHotBundleSplit, SplitView, topicIn, until, type SdkEvent } from './split-helpers.js';
+import { expectHotBundleSplit, splitClient, SplitView, topicIn, until, type SdkEvent } from './split-helpers.js';
 
 const NS = 'public/default';
 const CLUSTER = `split-${Date.now().toString(36)}`;
@@ -55,10 +55,7 @@ beforeAll(async () => {
     }));
   }
   await view.waitOwned((await view.bundles()).map((b) => b.id), 20_000);
-  client = new Client({
-    serviceUrl: `pulsar://${(brokers[0] as TestBroker).address}`, operationTimeoutSeconds: 15, initialBackoffIntervalMs: 50, maxBackoffIntervalMs: 500,
-    logger: captureLogger(sdkEvents),
-  });
+  client = splitClient((brokers[0] as TestBroker).address, sdkEvents);
 }, 60_000);
 
 afterAll(async () => {

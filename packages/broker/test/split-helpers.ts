@@ -1,6 +1,6 @@
 // Shared by the hot-bundle split tests (bundle-split*.test.ts): a producer/consumer flow with its
 // history, topic names in a hash range, an SDK log capture, and the split scenario with its checks.
-import type { Client, Consumer, Logger as SdkLogger, Producer } from '@strata/client';
+import { Client, type Consumer, type Logger as SdkLogger, type Producer } from '@strata/client';
 import { namespaceBundles, type BundlePolicy, type MetadataStore, type WatchEvent } from '@strata/coordinator';
 import { expect } from 'vitest';
 import { topicHash, TopicName } from '../src/names.js';
@@ -30,6 +30,14 @@ export interface SdkEvent { msg: string; at: number; fields: Record<string, unkn
 export function captureLogger(events: SdkEvent[], bindings: Record<string, unknown> = {}): SdkLogger {
   const log = (obj: object, msg?: string) => events.push({ msg: msg ?? '', at: Date.now(), fields: { ...bindings, ...obj } });
   return { debug: log, info: log, warn: log, error: log, child: (more) => captureLogger(events, { ...bindings, ...more }) };
+}
+
+/** The SDK client of the split tests: quick retries, every SDK log line recorded in `events`. */
+export function splitClient(address: string, events: SdkEvent[]): Client {
+  return new Client({
+    serviceUrl: `pulsar://${address}`, operationTimeoutSeconds: 15, initialBackoffIntervalMs: 50, maxBackoffIntervalMs: 500,
+    logger: captureLogger(events),
+  });
 }
 
 /** A producer sending 0, 1, 2, ... in windows of 10 every `pauseMs`, and a consumer acking all it gets. */
