@@ -42,5 +42,5 @@ ENV NODE_ENV=production
 WORKDIR /app
 USER 10001:10001
 LABEL org.opencontainers.image.title="strata" org.opencontainers.image.source="Dockerfile"
-ENTRYPOINT ["/sbin/tini", "--", "/usr/bin/node", "--max-semi-space-size=4", "/app/packages/cli/dist/bin.js"]
+ENTRYPOINT ["/sbin/tini", "--", "/usr/bin/node", "--initial-old-space-size=256", "/app/packages/cli/dist/bin.js"]
 CMD ["--help"]

@@ -4,7 +4,7 @@
 # FROM scratch image whose root filesystem this script assembles:
 #   strata:      /usr/bin/node and the libraries ldd lists for it, tini (static) as PID 1, the built app
 #                under /app (packages/*/dist and package.json, protos/, production node_modules), a
-#                non-root user (uid 10001). ENTRYPOINT: tini -- node --max-semi-space-size=4 /app/packages/cli/dist/bin.js, so
+#                non-root user (uid 10001). ENTRYPOINT: tini -- node --initial-old-space-size=256 /app/packages/cli/dist/bin.js, so
 #                `docker run strata:dev broker --help` runs `strata broker --help`.
 #   strata-etcd: /usr/bin/etcd and etcdctl (static binaries) at /usr/local/bin, as the etcd images do.
 # Where a registry is reachable, the Dockerfile at the repository root builds the same strata image.
@@ -108,7 +108,7 @@ ENV NODE_ENV=production
 WORKDIR /app
 USER $APP_UID:$APP_UID
 LABEL org.opencontainers.image.title="strata" org.opencontainers.image.source="scripts/build-image.sh"
-ENTRYPOINT ["/sbin/tini", "--", "/usr/bin/node", "--max-semi-space-size=4", "/app/packages/cli/dist/bin.js"]
+ENTRYPOINT ["/sbin/tini", "--", "/usr/bin/node", "--initial-old-space-size=256", "/app/packages/cli/dist/bin.js"]
 CMD ["--help"]
 EOF
   build_if_changed "$IMAGE" "$ctx"

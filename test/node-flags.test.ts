@@ -1,4 +1,4 @@
-// Decision 0083: every entry point that starts a Strata server runs node with SERVER_NODE_FLAGS. The
+// Decision 0085: every entry point that starts a Strata server runs node with SERVER_NODE_FLAGS. The
 // flags are written out where they cannot be imported (package.json, the two image definitions); this
 // keeps those copies in step with the list.
 import { readFileSync } from 'node:fs';
