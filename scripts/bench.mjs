@@ -14,7 +14,7 @@
 // Knobs (environment): BENCH_DURATION_S (20), BENCH_WARMUP_S (5), BENCH_RATE (10000), BENCH_SIZE (1024),
 // BENCH_OUT (a file to write the JSON results to), BENCH_SKIP_BOOKIE=1, BENCH_SCENARIOS (a comma list of
 // publish,paced,max,rate, run in that order; default publish,max,rate; paced = `perf produce -r BENCH_RATE`, no consumer), BENCH_NODE_ARGS (extra node flags for the standalone, after
-// @strata/runtime's SERVER_NODE_FLAGS which every server gets, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_CLI_NODE_ARGS (the same for the CLI), BENCH_DEPLOYMENT
+// @strata/runtime's SERVER_NODE_FLAGS which every server gets, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_CLI_NODE_ARGS (the same for the CLI, which gets SERVER_NODE_FLAGS too), BENCH_DEPLOYMENT
 // (standalone, the default: every role in one process; or cluster: etcd, one coordinator, two bookies and
 // one broker as separate processes, the same E=W=A=2, so the roles do not share one event loop).
 //
@@ -45,6 +45,7 @@ if (unknownScenario) {
 const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const cliNodeArgs = (process.env.BENCH_CLI_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const deployment = process.env.BENCH_DEPLOYMENT ?? 'standalone';
+const { SERVER_NODE_FLAGS: serverNodeFlags } = await import('@strata/runtime');
 const ticksPerS = 100; // USER_HZ on Linux
 
 /** CPU seconds (user + system) of a process from /proc/<pid>/stat; with children=true, of its reaped children. */
@@ -100,8 +101,7 @@ async function startStandalone(dataDir) {
     '--bookie-ports', `${b1},${b2}`, '--bookie-http-ports', `${b1Http},${b2Http}`,
     '--coordinator-port', String(coord), '--coordinator-http-port', String(coordHttp),
   ];
-  const { SERVER_NODE_FLAGS } = await import('@strata/runtime');
-  const command = [...SERVER_NODE_FLAGS, ...nodeArgs, ...args];
+  const command = [...serverNodeFlags, ...nodeArgs, ...args];
   log(`starting: node ${command.map((a) => a.replace(root + '/', '')).join(' ')}`);
   const child = spawn(process.execPath, command, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -178,7 +178,9 @@ async function stopChild(child) {
 function runCli(args) {
   log(`running: strata ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...cliNodeArgs, bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    // The load generator is measured too (its GC pauses are in every latency it reports): it gets the
+    // servers' node flags as well (docs/cli.md, "perf").
+    const child = spawn(process.execPath, [...serverNodeFlags, ...cliNodeArgs, bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`strata ${args[0]} ${args[1]} exited with ${code}\n${out.slice(-2000)}`))));
