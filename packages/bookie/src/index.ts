@@ -8,7 +8,7 @@ export {
 } from './client/errors.js';
 export { RecoveryIncompleteError } from './client/ledger-recovery.js';
 export { AVAILABLE_BOOKIES_PREFIX, READONLY_BOOKIES_PREFIX } from './client/bookie-registry.js';
-export { LEDGER_ID_COUNTER_KEY, LEDGERS_PREFIX, ledgerKey } from './client/metadata.js';
+export { decodeMetadata, encodeMetadata, LEDGER_ID_COUNTER_KEY, LEDGERS_PREFIX, ledgerKey } from './client/metadata.js';
 export type { AddRequest, BookieLedgerState, BookieTransport, ReadRequest, StoredEntryData } from './client/transport.js';
 // Bookie server (packages/bookie/src/server, storage, main.ts).
 export { bookieConfigSpec, startBookie, type BookieConfig, type BookieDeps, type RunningBookie } from './main.js';

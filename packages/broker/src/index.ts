@@ -1,4 +1,5 @@
 export { brokerConfigSpec, startBroker, type BrokerConfig, type BrokerDeps, type RunningBroker } from './main.js';
+export { orphanLedgerConfigSpec, orphanSweeperDuty, sweepOrphanLedgers } from './storage/orphan-ledgers.js';
 export { BrokerService, type BrokerServiceOptions } from './broker-service.js';
 export {
   bundleOf, computeBundles, formatRange, SingleBrokerOwnership, type BundleOwner, type BundleRange, type OwnershipView,

@@ -1,15 +1,18 @@
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BookieLedgerClient } from '@strata/bookie';
+import { BookieLedgerClient, encodeMetadata, ledgerKey } from '@strata/bookie';
 import { BookieProcesses } from '@strata/bookie/testing';
 import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
 import { EtcdCluster } from '@strata/coordinator/testing';
-import { createLogger, Random } from '@strata/runtime';
+import { createLogger, Random, silentLogger } from '@strata/runtime';
+import { freePorts, spawnRole } from '@strata/runtime/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { comparePositions, type ManagedLedgerFactoryConfig, type Position } from '../src/storage/api.js';
 import { ManagedLedgerFactoryImpl } from '../src/storage/factory.js';
+import { decodeLedgerList, encodeLedgerList, listKey } from '../src/storage/formats.js';
 import type { ManagedLedgerImpl } from '../src/storage/managed-ledger.js';
+import { sweepOrphanLedgers } from '../src/storage/orphan-ledgers.js';
 
 // Managed ledgers over real etcd and real bookie processes (fsync'd journals, gRPC), two "brokers"
 // each with its own metadata connection and ledger client.
@@ -136,6 +139,70 @@ describe('managed ledger over real bookies and etcd', () => {
     expect(comparePositions(next, ml.firstPosition)).toBeGreaterThan(0);
     for (const p of acked.values()) expect(comparePositions(next, p)).toBeGreaterThan(0);
     await ml.close();
+  });
+
+  it('deletes the ledgers a crash between trim\'s two steps left behind, and only those (decision 0086)', async () => {
+    const name = `storage-real/ns/persistent/orphans-${Date.now().toString(36)}`;
+    const { factory, client } = await broker(5, { defaults: { maxEntriesPerLedger: 20, minLedgerRolloverMs: 0 } });
+    const ml = await factory.open(name);
+    const positions: Position[] = [];
+    for (let i = 0; i < 70; i++) positions.push(await ml.append(payload(i)));
+    const ids = (ml as ManagedLedgerImpl).ledgerIds();
+    expect(ids.length).toBeGreaterThanOrEqual(4);
+    await ml.close();
+    // As trimming does, the list first, without the first two ledgers; then "the broker dies" before it
+    // deletes them.
+    const store = stores.at(-1) as MetadataStore;
+    const kv = await store.get(listKey(name));
+    const list = decodeLedgerList(kv?.value as Buffer, listKey(name));
+    const [gone1, gone2] = ids;
+    await store.put(listKey(name), encodeLedgerList({ ...list, ledgers: list.ledgers.slice(2) }), { expectedVersion: kv?.version });
+
+    const { deleted } = await sweepOrphanLedgers({ store, graceMs: 0, maxDeletesPerRun: 1_000, logger: silentLogger() });
+    expect(deleted).toEqual(expect.arrayContaining([gone1, gone2]));
+    for (const id of [gone1, gone2]) await expect(client.getMetadata(id as number)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // What the list names is intact: a new owner reads every entry from the third ledger on.
+    const reopened = await factory.open(name);
+    const kept = positions.filter((p) => p.ledgerId !== gone1 && p.ledgerId !== gone2);
+    const read = await reopened.readPositions(kept);
+    expect(read.map((e) => e.payload.toString())).toEqual(kept.map((p) => payload(positions.indexOf(p)).toString()));
+    for (const id of ids.slice(2)) {
+      expect(deleted).not.toContain(id);
+      expect((await client.getMetadata(id)).ledgerId).toBe(id);
+    }
+    await reopened.close();
+  });
+
+  it('the coordinator role runs the sweep: an orphan goes within an interval and its leader counts it', async () => {
+    const store = await createMetadataStore(etcd.url, { logger, cluster: CLUSTER });
+    stores.push(store);
+    // A ledger of a deleted topic (no list), created two hours ago; and a listed one of a live topic.
+    const hourAgo = (h: number) => Date.now() - h * 3_600_000;
+    const meta = (ledgerId: number, managedLedger: string) => encodeMetadata({
+      ledgerId, ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, state: 'CLOSED', lastEntryId: -1, length: 0,
+      ensembles: [{ firstEntryId: 0, bookies: ['b1', 'b2'] }], ctime: hourAgo(2), customMetadata: { managedLedger },
+    });
+    const live = `storage-real/ns/persistent/live-${Date.now().toString(36)}`;
+    await store.put(ledgerKey(9_000_001), meta(9_000_001, `storage-real/ns/persistent/deleted-${Date.now().toString(36)}`));
+    await store.put(ledgerKey(9_000_002), meta(9_000_002, live));
+    await store.put(listKey(live), encodeLedgerList({
+      ledgers: [{ ledgerId: 9_000_002, entries: 0, sizeBytes: 0, createdAtMs: hourAgo(2), closedAtMs: hourAgo(1) }], terminated: false,
+    }));
+    const [grpcPort, httpPort] = await freePorts(2);
+    const coordinator = await spawnRole('coordinator', {
+      'metadata-url': etcd.url, cluster: CLUSTER, 'grpc-host': '127.0.0.1', 'grpc-port': grpcPort!, 'http-host': '127.0.0.1',
+      'http-port': httpPort!, 'log-level': 'warn', 'orphan-ledger-sweep-interval-ms': 200, 'orphan-ledger-grace-ms': 3_600_000,
+    }, { httpPort: httpPort! });
+    try {
+      const deadline = Date.now() + 20_000;
+      while ((await store.get(ledgerKey(9_000_001))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await store.get(ledgerKey(9_000_001))).toBeUndefined();
+      expect(await store.get(ledgerKey(9_000_002))).toBeDefined();
+      const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      expect(metrics).toMatch(/^strata_coordinator_orphan_ledgers_deleted_total(\{[^}]*\})? 1$/m);
+    } finally {
+      await coordinator.kill();
+    }
   });
 
   it('keeps appending through the SIGKILL of a bookie (ensemble change), nothing acknowledged lost', async () => {

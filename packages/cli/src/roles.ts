@@ -1,11 +1,11 @@
 import { autoRecoveryConfigSpec, autoRecoveryDuty, bookieConfigSpec, startBookie } from '@strata/bookie';
-import { brokerConfigSpec, startBroker } from '@strata/broker';
+import { brokerConfigSpec, orphanLedgerConfigSpec, orphanSweeperDuty, startBroker } from '@strata/broker';
 import { bundleAssignerDuty, coordinatorConfigSpec, startCoordinator } from '@strata/coordinator';
 import type { ConfigSpec, ConfigValues, Logger } from '@strata/runtime';
 import type { MetadataStore } from '@strata/coordinator';
 
 // The coordinator role is composed here: its leader duties live in packages that depend on it.
-const coordinatorRoleSpec = { ...coordinatorConfigSpec, ...autoRecoveryConfigSpec };
+const coordinatorRoleSpec = { ...coordinatorConfigSpec, ...autoRecoveryConfigSpec, ...orphanLedgerConfigSpec };
 type CoordinatorRoleConfig = ConfigValues<typeof coordinatorRoleSpec>;
 
 /** What every server role's composition root offers (packages/<role>/src/main.ts). */
@@ -33,11 +33,16 @@ export const roles: readonly Role[] = [
   { name: 'bookie', summary: 'store ledgers on local disk (append-only, fsynced, fenced)', spec: bookieConfigSpec, start: startBookie },
   {
     name: 'coordinator',
-    summary: 'elect a leader and run cluster duties (bundle assignment, auto-recovery of lost bookies)',
+    summary: 'elect a leader and run cluster duties (bundle assignment, auto-recovery of lost bookies, orphan ledgers)',
     spec: coordinatorRoleSpec,
     start: (config: CoordinatorRoleConfig, deps: RoleDeps) =>
       startCoordinator(config, {
-        ...deps, leaderDuties: [bundleAssignerDuty(config), ...(config.autoRecoveryEnabled ? [autoRecoveryDuty(config)] : [])],
+        ...deps,
+        leaderDuties: [
+          bundleAssignerDuty(config),
+          ...(config.autoRecoveryEnabled ? [autoRecoveryDuty(config)] : []),
+          ...(config.orphanLedgerSweepIntervalMs > 0 ? [orphanSweeperDuty(config)] : []),
+        ],
       }),
   },
 ];

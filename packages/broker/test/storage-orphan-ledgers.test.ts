@@ -1,0 +1,99 @@
+// The orphan-ledger sweep (decision 0086) on a real embedded metadata store: which ledgers it deletes
+// and which it must keep; and the duty, run by a leader elector as the broker runs it.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeMetadata, ledgerKey, type LedgerMetadata } from '@strata/bookie';
+import { EmbeddedMetadataStore, LeaderElector } from '@strata/coordinator';
+import { silentLogger } from '@strata/runtime';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encodeLedgerList, listKey } from '../src/storage/formats.js';
+import { orphanSweeperDuty, sweepOrphanLedgers } from '../src/storage/orphan-ledgers.js';
+
+const HOUR = 3_600_000;
+const NOW = Date.now();
+let dir: string;
+let store: EmbeddedMetadataStore;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'strata-orphans-'));
+  store = await EmbeddedMetadataStore.open({ dir, logger: silentLogger() });
+});
+afterEach(async () => {
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function ledger(ledgerId: number, ageMs: number, managedLedger?: string): Promise<void> {
+  const m: LedgerMetadata = {
+    ledgerId, ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, state: 'CLOSED', lastEntryId: 9, length: 100,
+    ensembles: [{ firstEntryId: 0, bookies: ['b1:1', 'b2:2'] }], ctime: NOW - ageMs,
+    customMetadata: managedLedger === undefined ? {} : { managedLedger },
+  };
+  await store.put(ledgerKey(ledgerId), encodeMetadata(m));
+}
+
+async function list(managedLedger: string, ledgerIds: number[]): Promise<void> {
+  const ledgers = ledgerIds.map((ledgerId) => ({ ledgerId, entries: 10, sizeBytes: 100, createdAtMs: NOW - 2 * HOUR, closedAtMs: NOW - HOUR }));
+  await store.put(listKey(managedLedger), encodeLedgerList({ ledgers, terminated: false }));
+}
+
+const present = async (ids: number[]) => (await Promise.all(ids.map(async (id) => [id, (await store.get(ledgerKey(id))) !== undefined] as const)))
+  .filter(([, here]) => here).map(([id]) => id);
+
+const sweep = (maxDeletesPerRun = 1_000) => sweepOrphanLedgers({ store, graceMs: HOUR, maxDeletesPerRun, logger: silentLogger(), now: () => NOW });
+
+describe('orphan ledger sweep', () => {
+  it('deletes old ledgers their managed ledger does not list, and nothing else', async () => {
+    const topic = 'persistent://public/default/t';
+    await list(topic, [3, 4]);
+    await ledger(1, 2 * HOUR, topic); // trimmed from the list, a crash before its deletion: orphan
+    await ledger(2, 2 * HOUR, topic); // the same
+    await ledger(3, 2 * HOUR, topic); // listed
+    await ledger(4, 2 * HOUR, topic); // listed
+    await ledger(5, HOUR / 2, topic); // unlisted but young: its list write may still be on its way
+    await ledger(6, 2 * HOUR); // no managed ledger made it: not ours
+    await ledger(7, 2 * HOUR, 'persistent://public/default/deleted'); // its topic's list is gone: orphan
+    await list('persistent://public/default/corrupt', []);
+    await store.put(listKey('persistent://public/default/corrupt'), '{"format":99}');
+    await ledger(8, 2 * HOUR, 'persistent://public/default/corrupt'); // a list we cannot read: kept
+
+    const result = await sweep();
+    expect(result.deleted.sort((a, b) => a - b)).toEqual([1, 2, 7]);
+    expect(result.scanned).toBe(8);
+    expect(await present([1, 2, 3, 4, 5, 6, 7, 8])).toEqual([3, 4, 5, 6, 8]);
+    expect((await sweep()).deleted).toEqual([]);
+  });
+
+  it('deletes at most maxDeletesPerRun per run; the next run goes on', async () => {
+    const topic = 'persistent://public/default/many';
+    await list(topic, [10]);
+    for (const id of [10, 11, 12, 13]) await ledger(id, 2 * HOUR, topic);
+    expect((await sweep(2)).deleted).toHaveLength(2);
+    expect((await sweep(2)).deleted).toHaveLength(1);
+    expect(await present([10, 11, 12, 13])).toEqual([10]);
+  });
+
+  it('runs as a leader duty: one of two electors sweeps, and counts what it deleted', async () => {
+    const topic = 'persistent://public/default/duty';
+    await list(topic, []);
+    await ledger(20, 2 * HOUR, topic);
+    const registries = [new Registry(), new Registry()];
+    const electors = registries.map((metrics, i) => new LeaderElector({
+      store, election: 'orphan-ledger-sweeper', candidate: `coordinator-${i}`, sessionTtlMs: 3_000, logger: silentLogger(), metrics,
+      duties: [orphanSweeperDuty({ orphanLedgerSweepIntervalMs: 50, orphanLedgerGraceMs: HOUR })],
+    }));
+    for (const e of electors) e.start();
+    try {
+      const deadline = Date.now() + 10_000;
+      while ((await present([20])).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(await present([20])).toEqual([]);
+      expect(electors.filter((e) => e.leader)).toHaveLength(1);
+      const counted = await Promise.all(registries.map(async (r) => (await r.getSingleMetric('strata_coordinator_orphan_ledgers_deleted_total')?.get())?.values[0]?.value ?? 0));
+      expect(counted.sort()).toEqual([0, 1]);
+    } finally {
+      await Promise.all(electors.map((e) => e.stop()));
+    }
+  });
+});
