@@ -14,10 +14,15 @@ import { decodeLedgerList, listKey } from './formats.js';
  * - its metadata names a managed ledger (`customMetadata.managedLedger`): ledgers made by anything else are
  *   never touched;
  * - it was created more than `graceMs` ago: a managed ledger lists a new ledger within seconds of creating
- *   it (or deletes it), so an unlisted young ledger may still be on its way into the list;
- * - a read of that managed ledger's list made after the ledger's metadata was read does not name it (a
- *   missing list means the topic was deleted); a list that cannot be decoded stops the decision (kept);
+ *   it (or deletes it), so an unlisted young ledger may still be on its way into the list, and an old one
+ *   can no longer get into it;
+ * - that managed ledger's list does not name it, in the run's copy of the list and again in a fresh read
+ *   just before the delete (a missing list means the topic was deleted; a list that cannot be decoded
+ *   keeps every ledger it may name);
  * - its metadata is unchanged since it was read (the delete is a compare-and-swap on its version).
+ *
+ * A run reads each managed ledger's list once (kept for the run: memory in proportion to the lists'
+ * sizes), plus one fresh read per ledger it deletes.
  */
 export interface OrphanSweepOptions {
   store: MetadataStore;
@@ -34,28 +39,35 @@ export interface OrphanSweepResult {
   deleted: number[];
 }
 
+/** The ledger ids a list names; `undefined`: no list (the topic is gone); 'unreadable': keep them all. */
+type Listed = ReadonlySet<number> | undefined | 'unreadable';
+
 export async function sweepOrphanLedgers(options: OrphanSweepOptions): Promise<OrphanSweepResult> {
   const { store, signal } = options;
   const now = options.now ?? Date.now;
   const result: OrphanSweepResult = { scanned: 0, deleted: [] };
+  const lists = new Map<string, Listed>();
+  const names = (listed: Listed, ledgerId: number) => listed === 'unreadable' || (listed?.has(ledgerId) ?? false);
   let startAfter: string | undefined;
   for (;;) {
     const page = await store.list(LEDGERS_PREFIX, { startAfter, signal });
     for (const kv of page.items) {
-      result.scanned++;
       if (result.deleted.length >= options.maxDeletesPerRun) return result;
+      result.scanned++;
       const ledgerId = Number(kv.key.slice(LEDGERS_PREFIX.length));
       let owner: string | undefined;
       let ctime: number;
       try {
-        const metadata = decodeMetadata(ledgerId, Buffer.from(kv.value));
+        const metadata = decodeMetadata(ledgerId, kv.value);
         owner = metadata.customMetadata.managedLedger;
         ctime = metadata.ctime;
       } catch {
         continue; // not ours to judge
       }
       if (owner === undefined || !(now() - ctime > options.graceMs)) continue;
-      if (await listed(store, owner, ledgerId, signal)) continue;
+      if (!lists.has(owner)) lists.set(owner, await readList(store, owner, signal));
+      if (names(lists.get(owner), ledgerId)) continue;
+      if (names(await readList(store, owner, signal), ledgerId)) continue;
       try {
         await store.delete(kv.key, { expectedVersion: kv.version, signal });
       } catch (err) {
@@ -70,15 +82,14 @@ export async function sweepOrphanLedgers(options: OrphanSweepOptions): Promise<O
   }
 }
 
-/** True if the managed ledger's list names the ledger, or if the list cannot be read as one (keep it). */
-async function listed(store: MetadataStore, managedLedger: string, ledgerId: number, signal: AbortSignal | undefined): Promise<boolean> {
+async function readList(store: MetadataStore, managedLedger: string, signal: AbortSignal | undefined): Promise<Listed> {
   const key = listKey(managedLedger);
   const kv = await store.get(key, { signal });
-  if (!kv) return false;
+  if (!kv) return undefined;
   try {
-    return decodeLedgerList(Buffer.from(kv.value), key).ledgers.some((l) => l.ledgerId === ledgerId);
+    return new Set(decodeLedgerList(kv.value, key).ledgers.map((l) => l.ledgerId));
   } catch {
-    return true;
+    return 'unreadable';
   }
 }
 
