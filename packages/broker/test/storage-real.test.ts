@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BookieLedgerClient, encodeMetadata, ledgerKey } from '@strata/bookie';
 import { BookieProcesses } from '@strata/bookie/testing';
-import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
+import { createMetadataStore, listAll, type MetadataStore } from '@strata/coordinator';
 import { EtcdCluster } from '@strata/coordinator/testing';
 import { createLogger, Random, silentLogger } from '@strata/runtime';
 import { freePorts, spawnRole } from '@strata/runtime/testing';
@@ -158,8 +158,17 @@ describe('managed ledger over real bookies and etcd', () => {
     const [gone1, gone2] = ids;
     await store.put(listKey(name), encodeLedgerList({ ...list, ledgers: list.ledgers.slice(2) }), { expectedVersion: kv?.version });
 
-    const { deleted } = await sweepOrphanLedgers({ store, graceMs: 0, maxDeletesPerRun: 1_000, logger: silentLogger() });
+    const { deleted } = await sweepOrphanLedgers({
+      store, olderThan: { revision: await store.currentRevision(), timeMs: Date.now() }, maxDeletesPerRun: 1_000, logger: silentLogger(),
+    });
     expect(deleted).toEqual(expect.arrayContaining([gone1, gone2]));
+    // Other tests' orphans in this cluster may go too (the sweep had no grace period), but nothing any list names.
+    const named = new Set<number>();
+    for (const kv of (await listAll(store, 'managed-ledgers/')).items) {
+      if (kv.key.includes('/cursors/')) continue;
+      for (const l of decodeLedgerList(kv.value, kv.key).ledgers) named.add(l.ledgerId);
+    }
+    expect(deleted.filter((id) => named.has(id))).toEqual([]);
     for (const id of [gone1, gone2]) await expect(client.getMetadata(id as number)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     // What the list names is intact: a new owner reads every entry from the third ledger on.
     const reopened = await factory.open(name);
@@ -191,7 +200,7 @@ describe('managed ledger over real bookies and etcd', () => {
     const [grpcPort, httpPort] = await freePorts(2);
     const coordinator = await spawnRole('coordinator', {
       'metadata-url': etcd.url, cluster: CLUSTER, 'grpc-host': '127.0.0.1', 'grpc-port': grpcPort!, 'http-host': '127.0.0.1',
-      'http-port': httpPort!, 'log-level': 'warn', 'orphan-ledger-sweep-interval-ms': 200, 'orphan-ledger-grace-ms': 3_600_000,
+      'http-port': httpPort!, 'log-level': 'warn', 'orphan-ledger-sweep-interval-ms': 200, 'orphan-ledger-grace-ms': 1_000,
     }, { httpPort: httpPort! });
     try {
       const deadline = Date.now() + 20_000;

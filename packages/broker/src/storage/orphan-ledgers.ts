@@ -1,6 +1,6 @@
-import { decodeMetadata, LEDGERS_PREFIX } from '@strata/bookie';
-import { BadVersionError, type LeaderDuty, type MetadataStore } from '@strata/coordinator';
-import { field, sleep, type ConfigValues, type Logger } from '@strata/runtime';
+import { decodeMetadata, LEDGERS_PREFIX, type LedgerMetadata } from '@strata/bookie';
+import type { LeaderDuty, MetadataStore } from '@strata/coordinator';
+import { ErrorCode, field, isStrataError, sleep, type ConfigValues, type Logger } from '@strata/runtime';
 import { Counter, type Registry } from 'prom-client';
 import { decodeLedgerList, listKey } from './formats.js';
 
@@ -13,25 +13,29 @@ import { decodeLedgerList, listKey } from './formats.js';
  * A ledger is deleted only if all of these hold:
  * - its metadata names a managed ledger (`customMetadata.managedLedger`): ledgers made by anything else are
  *   never touched;
- * - it was created more than `graceMs` ago: a managed ledger lists a new ledger within seconds of creating
- *   it (or deletes it), so an unlisted young ledger may still be on its way into the list, and an old one
- *   can no longer get into it;
- * - that managed ledger's list does not name it, in the run's copy of the list and again in a fresh read
- *   just before the delete (a missing list means the topic was deleted; a list that cannot be decoded
- *   keeps every ledger it may name);
+ * - it is old by the sweeper's own clock (its key was created at or before `olderThan.revision`, a store
+ *   revision the caller saw at least the grace period ago) and by its creator's (`ctime` at or before
+ *   `olderThan.timeMs`): a managed ledger lists a new ledger within seconds of creating it, or deletes it;
+ * - that managed ledger's list does not name it, in the run's copy of the list (read once per run) and in
+ *   a fresh read; a list that cannot be decoded keeps every ledger;
+ * - if the list exists, it was rewritten unchanged (a compare-and-swap) after that fresh read: a list write
+ *   still on its way from a paused owner that created the ledger then fails instead of naming it (the owner
+ *   fences itself and reloads the topic, once per run with orphans); if there is no list (the topic was
+ *   deleted), the ledger is closed (a paused owner's first list write names an open ledger);
  * - its metadata is unchanged since it was read (the delete is a compare-and-swap on its version).
  *
- * A run reads each managed ledger's list once (kept for the run: memory in proportion to the lists'
- * sizes), plus one fresh read per ledger it deletes.
+ * A run keeps each list it read (memory in proportion to the lists' sizes) and at most `maxDeletesPerRun`
+ * candidates; it writes each affected list once and deletes each orphan once.
  */
 export interface OrphanSweepOptions {
   store: MetadataStore;
-  graceMs: number;
+  olderThan: { revision: number; timeMs: number };
   /** At most this many deletions per run (bounded metadata writes); the rest wait for the next run. */
   maxDeletesPerRun: number;
   logger: Logger;
-  now?: () => number;
   signal?: AbortSignal;
+  /** Called after each deletion (metrics). */
+  onDeleted?(ledgerId: number): void;
 }
 
 export interface OrphanSweepResult {
@@ -42,52 +46,92 @@ export interface OrphanSweepResult {
 /** The ledger ids a list names; `undefined`: no list (the topic is gone); 'unreadable': keep them all. */
 type Listed = ReadonlySet<number> | undefined | 'unreadable';
 
+interface Candidate {
+  ledgerId: number;
+  key: string;
+  version: number;
+  closed: boolean;
+}
+
 export async function sweepOrphanLedgers(options: OrphanSweepOptions): Promise<OrphanSweepResult> {
   const { store, signal } = options;
-  const now = options.now ?? Date.now;
   const result: OrphanSweepResult = { scanned: 0, deleted: [] };
   const lists = new Map<string, Listed>();
-  const names = (listed: Listed, ledgerId: number) => listed === 'unreadable' || (listed?.has(ledgerId) ?? false);
+  const candidates = new Map<string, Candidate[]>();
+  let count = 0;
   let startAfter: string | undefined;
-  for (;;) {
+  scan: for (;;) {
     const page = await store.list(LEDGERS_PREFIX, { startAfter, signal });
     for (const kv of page.items) {
-      if (result.deleted.length >= options.maxDeletesPerRun) return result;
+      if (count >= options.maxDeletesPerRun) break scan;
       result.scanned++;
       const ledgerId = Number(kv.key.slice(LEDGERS_PREFIX.length));
-      let owner: string | undefined;
-      let ctime: number;
+      let metadata: LedgerMetadata;
       try {
-        const metadata = decodeMetadata(ledgerId, kv.value);
-        owner = metadata.customMetadata.managedLedger;
-        ctime = metadata.ctime;
+        metadata = decodeMetadata(ledgerId, kv.value);
       } catch {
         continue; // not ours to judge
       }
-      if (owner === undefined || !(now() - ctime > options.graceMs)) continue;
+      const owner = metadata.customMetadata.managedLedger;
+      if (owner === undefined || kv.createRevision > options.olderThan.revision || !(metadata.ctime <= options.olderThan.timeMs)) continue;
       if (!lists.has(owner)) lists.set(owner, await readList(store, owner, signal));
       if (names(lists.get(owner), ledgerId)) continue;
-      if (names(await readList(store, owner, signal), ledgerId)) continue;
-      try {
-        await store.delete(kv.key, { expectedVersion: kv.version, signal });
-      } catch (err) {
-        if (err instanceof BadVersionError) continue; // changed or gone since we read it
-        throw err;
-      }
-      result.deleted.push(ledgerId);
-      options.logger.info({ ledgerId, managedLedger: owner, createdAt: new Date(ctime).toISOString() }, 'deleted an orphan ledger');
+      const forOwner = candidates.get(owner) ?? [];
+      forOwner.push({ ledgerId, key: kv.key, version: kv.version, closed: metadata.state === 'CLOSED' });
+      candidates.set(owner, forOwner);
+      count++;
     }
-    if (!page.more || page.items.length === 0) return result;
+    if (!page.more || page.items.length === 0) break;
     startAfter = page.items.at(-1)?.key;
   }
+  for (const [owner, forOwner] of candidates) {
+    for (const c of await confirmOrphans(store, owner, forOwner, signal)) {
+      try {
+        await store.delete(c.key, { expectedVersion: c.version, signal });
+      } catch (err) {
+        if (badVersion(err)) continue; // changed or gone since we read it
+        throw err;
+      }
+      result.deleted.push(c.ledgerId);
+      options.onDeleted?.(c.ledgerId);
+      options.logger.info({ ledgerId: c.ledgerId, managedLedger: owner }, 'deleted an orphan ledger');
+    }
+  }
+  return result;
+}
+
+const badVersion = (err: unknown) => isStrataError(err) && err.code === ErrorCode.BAD_VERSION;
+const names = (listed: Listed, ledgerId: number) => listed === 'unreadable' || (listed?.has(ledgerId) ?? false);
+
+/**
+ * The candidates a fresh read of the list still does not name, after fencing the list against writes in
+ * flight (rewritten unchanged); with no list, the closed ones. None if the list changed meanwhile.
+ */
+async function confirmOrphans(store: MetadataStore, owner: string, forOwner: Candidate[], signal: AbortSignal | undefined): Promise<Candidate[]> {
+  const key = listKey(owner);
+  const kv = await store.get(key, { signal });
+  if (!kv) return forOwner.filter((c) => c.closed);
+  const listed = decodeList(kv.value, key);
+  const orphans = forOwner.filter((c) => !names(listed, c.ledgerId));
+  if (orphans.length === 0) return [];
+  try {
+    await store.put(key, kv.value, { expectedVersion: kv.version, signal });
+  } catch (err) {
+    if (badVersion(err)) return []; // written meanwhile: look again next run
+    throw err;
+  }
+  return orphans;
 }
 
 async function readList(store: MetadataStore, managedLedger: string, signal: AbortSignal | undefined): Promise<Listed> {
   const key = listKey(managedLedger);
   const kv = await store.get(key, { signal });
-  if (!kv) return undefined;
+  return kv ? decodeList(kv.value, key) : undefined;
+}
+
+function decodeList(value: Buffer, key: string): Listed {
   try {
-    return new Set(decodeLedgerList(kv.value, key).ledgers.map((l) => l.ledgerId));
+    return new Set(decodeLedgerList(value, key).ledgers.map((l) => l.ledgerId));
   } catch {
     return 'unreadable';
   }
@@ -96,30 +140,42 @@ async function readList(store: MetadataStore, managedLedger: string, signal: Abo
 /** Config fields of the orphan-ledger sweep, for the role that runs it (the coordinator). */
 export const orphanLedgerConfigSpec = {
   orphanLedgerSweepIntervalMs: field.int(3_600_000, 'the leading coordinator deletes ledgers no managed ledger lists any more this often (0: never; decision 0086)', { min: 0 }),
-  orphanLedgerGraceMs: field.int(3_600_000, 'a ledger younger than this is never deleted as an orphan', { min: 60_000 }),
+  orphanLedgerGraceMs: field.int(3_600_000, 'a ledger younger than this (by the leader\'s clock and its creator\'s) is never deleted as an orphan', { min: 1_000 }),
 };
 
 /** Deletions per sweep, at most: metadata writes stay bounded; the rest wait for the next run. */
 const MAX_DELETES_PER_RUN = 1_000;
 
 /**
- * The sweep as a coordinator leader duty: the leader sweeps every `orphanLedgerSweepIntervalMs`, the
- * first time one interval after winning. A failed run is logged and retried at the next interval.
+ * The sweep as a coordinator leader duty. Age is measured on the leader's own clock, not only on the
+ * ledger creators' (whose clocks may be behind): at the start of its term and of every run the leader notes
+ * the store's revision and the time, and a run treats as old only the keys created at or before a revision
+ * noted at least `orphanLedgerGraceMs` ago. So the first deletions of a term come one grace period after
+ * it began; runs are `orphanLedgerSweepIntervalMs` apart. A failed run is logged and retried next time.
  */
 export function orphanSweeperDuty(config: ConfigValues<typeof orphanLedgerConfigSpec>): LeaderDuty {
   let deletedTotal: Counter | undefined;
   return {
     name: 'orphan-ledger-sweeper',
     async run({ store, signal, logger, metrics }) {
-      deletedTotal ??= orphanCounter(metrics);
+      const counter = (deletedTotal ??= orphanCounter(metrics));
+      const now = () => performance.now();
+      /** (revision, when noted), oldest first; only the newest one past the grace period is ever needed. */
+      const noted: Array<{ revision: number; at: number }> = [{ revision: await store.currentRevision({ signal }), at: now() }];
       while (!signal.aborted) {
         if (!(await sleep(config.orphanLedgerSweepIntervalMs, signal).then(() => true, () => false))) return;
         try {
-          const { scanned, deleted } = await sweepOrphanLedgers({
-            store, graceMs: config.orphanLedgerGraceMs, maxDeletesPerRun: MAX_DELETES_PER_RUN, logger, signal,
-          });
-          deletedTotal.inc(deleted.length);
-          logger.info({ scanned, deleted: deleted.length }, 'orphan ledger sweep done');
+          const started = { revision: await store.currentRevision({ signal }), at: now() };
+          while (noted.length > 1 && (noted[1] as { at: number }).at <= started.at - config.orphanLedgerGraceMs) noted.shift();
+          const oldEnough = (noted[0] as { revision: number; at: number });
+          if (oldEnough.at <= started.at - config.orphanLedgerGraceMs) {
+            const { scanned, deleted } = await sweepOrphanLedgers({
+              store, maxDeletesPerRun: MAX_DELETES_PER_RUN, logger, signal, onDeleted: () => counter.inc(),
+              olderThan: { revision: oldEnough.revision, timeMs: Date.now() - config.orphanLedgerGraceMs },
+            });
+            logger.info({ scanned, deleted: deleted.length }, 'orphan ledger sweep done');
+          }
+          noted.push(started);
         } catch (err) {
           if (!signal.aborted) logger.warn({ err }, 'orphan ledger sweep failed; retrying at the next interval');
         }
