@@ -327,20 +327,25 @@ describe('ownership faults (real etcd, real processes)', () => {
     const cluster = unique('c');
     const ns = `${unique('t')}/ns`;
     const specs = namespaceBundles(ns, { bundles: 4 });
-    const admin = await createMetadataStore(etcd.urlOf(1, 2), { logger: silentLogger(), cluster });
+    // The paused member is a follower: pausing the Raft leader is another fault (a leader election, which
+    // every client lives through), and the brokers that talk to the other members must keep their sessions.
+    const leader = await etcd.leaderIndex();
+    const paused = leader === 0 ? 1 : 0;
+    const others = [0, 1, 2].filter((i) => i !== paused);
+    const admin = await createMetadataStore(etcd.urlOf(...others), { logger: silentLogger(), cluster });
     stops.push(() => admin.close());
     await admin.put(`admin/policies/${ns}`, JSON.stringify({ bundles: 4 }));
-    // The zombie talks only to member 0; everyone else to members 1 and 2.
+    // The zombie talks only to the paused member; everyone else to the other two.
     const sessionChanges: boolean[] = [];
-    const zombie = await manager(etcd.urlOf(0), cluster, 'zombie', { onSessionChange: (alive) => void sessionChanges.push(alive) });
+    const zombie = await manager(etcd.urlOf(paused), cluster, 'zombie', { onSessionChange: (alive) => void sessionChanges.push(alive) });
     for (const s of specs) expect(await zombie.acquire(s.id)).toBe(true);
     const abortedAt = new Map<string, number>();
     for (const s of specs) zombie.bundleSignal(s.id)!.addEventListener('abort', () => abortedAt.set(s.id, Date.now()));
-    const other = await manager(etcd.urlOf(1, 2), cluster, 'other');
-    await coordinator(etcd.urlOf(1, 2), cluster);
+    const other = await manager(etcd.urlOf(...others), cluster, 'other');
+    await coordinator(etcd.urlOf(...others), cluster);
     const pausedAt = Date.now();
-    etcd.pause(0);
-    stops.push(async () => etcd.resume(0));
+    etcd.pause(paused);
+    stops.push(async () => etcd.resume(paused));
     try {
       await waitFor('other owns all', () => specs.every((s) => other.isOwned(s.id)), 30_000);
       const gaps: number[] = [];
@@ -359,7 +364,7 @@ describe('ownership faults (real etcd, real processes)', () => {
       // than name itself or wait for an acquisition it cannot see.
       await expect(zombie.ownerOf(TopicName.parse(`persistent://${ns}/any`))).rejects.toMatchObject({ code: 'SERVICE_NOT_READY' });
     } finally {
-      etcd.resume(0);
+      etcd.resume(paused);
     }
     // Back in contact, the zombie registers again on a new session but does not take anything back:
     // the assignments name the other broker.
