@@ -159,16 +159,15 @@ export function orphanSweeperDuty(config: ConfigValues<typeof orphanLedgerConfig
     name: 'orphan-ledger-sweeper',
     async run({ store, signal, logger, metrics }) {
       const counter = (deletedTotal ??= orphanCounter(metrics));
-      const now = () => performance.now();
       /** (revision, when noted), oldest first; only the newest one past the grace period is ever needed. */
-      const noted: Array<{ revision: number; at: number }> = [{ revision: await store.currentRevision({ signal }), at: now() }];
-      while (!signal.aborted) {
-        if (!(await sleep(config.orphanLedgerSweepIntervalMs, signal).then(() => true, () => false))) return;
+      const noted: Array<{ revision: number; at: number }> = [];
+      for (;;) {
         try {
-          const started = { revision: await store.currentRevision({ signal }), at: now() };
-          while (noted.length > 1 && (noted[1] as { at: number }).at <= started.at - config.orphanLedgerGraceMs) noted.shift();
-          const oldEnough = (noted[0] as { revision: number; at: number });
-          if (oldEnough.at <= started.at - config.orphanLedgerGraceMs) {
+          const started = { revision: await store.currentRevision({ signal }), at: performance.now() };
+          const cutoff = started.at - config.orphanLedgerGraceMs;
+          while ((noted[1]?.at ?? Infinity) <= cutoff) noted.shift();
+          const oldEnough = noted[0] && noted[0].at <= cutoff ? noted[0] : undefined;
+          if (oldEnough) {
             const { scanned, deleted } = await sweepOrphanLedgers({
               store, maxDeletesPerRun: MAX_DELETES_PER_RUN, logger, signal, onDeleted: () => counter.inc(),
               olderThan: { revision: oldEnough.revision, timeMs: Date.now() - config.orphanLedgerGraceMs },
@@ -179,6 +178,7 @@ export function orphanSweeperDuty(config: ConfigValues<typeof orphanLedgerConfig
         } catch (err) {
           if (!signal.aborted) logger.warn({ err }, 'orphan ledger sweep failed; retrying at the next interval');
         }
+        if (!(await sleep(config.orphanLedgerSweepIntervalMs, signal).then(() => true, () => false))) return;
       }
     },
   };
