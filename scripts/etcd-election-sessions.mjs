@@ -9,7 +9,7 @@
 // TTL + 3 s, prints whether the session was lost and when, then brings the member back.
 import { createMetadataStore } from '@strata/coordinator';
 import { EtcdCluster } from '@strata/coordinator/testing';
-import { silentLogger } from '@strata/runtime';
+import { silentLogger, sleep } from '@strata/runtime';
 
 const [mode = 'kill', roundsArg = '4', ttlsArg = '3000,6000'] = process.argv.slice(2);
 if (!['kill', 'pause'].includes(mode)) {
@@ -17,7 +17,6 @@ if (!['kill', 'pause'].includes(mode)) {
   process.exit(2);
 }
 const rounds = Number(roundsArg);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function leaderOf(etcd) {
   for (let i = 0; i < 50; i++) {

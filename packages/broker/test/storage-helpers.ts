@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { encodeMetadata, ledgerKey, type LedgerState } from '@strata/bookie';
 import { InMemoryLedgerClient, InMemoryLedgerCluster } from '@strata/bookie/testing';
 import { createMetadataStore, MetadataUnavailableError, type MetadataStore } from '@strata/coordinator';
 import { silentLogger, type Clock } from '@strata/runtime';
@@ -109,4 +110,18 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * Writes a ledger's metadata by hand, as the ledger client would have (E=W=A=2), labelled with the managed
+ * ledger that made it unless `managedLedger` is undefined: for tests of the orphan sweep.
+ */
+export async function putLedgerMetadata(
+  store: MetadataStore, ledgerId: number, options: { managedLedger?: string; ctime: number; state?: LedgerState },
+): Promise<void> {
+  await store.put(ledgerKey(ledgerId), encodeMetadata({
+    ledgerId, ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, state: options.state ?? 'CLOSED', lastEntryId: -1, length: 0,
+    ensembles: [{ firstEntryId: 0, bookies: ['b1', 'b2'] }], ctime: options.ctime,
+    customMetadata: options.managedLedger === undefined ? {} : { managedLedger: options.managedLedger },
+  }));
 }

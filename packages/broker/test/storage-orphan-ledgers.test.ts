@@ -3,13 +3,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeMetadata, ledgerKey, type LedgerMetadata } from '@strata/bookie';
+import { ledgerKey, type LedgerState } from '@strata/bookie';
 import { EmbeddedMetadataStore, LeaderElector, type MetadataStore } from '@strata/coordinator';
 import { silentLogger } from '@strata/runtime';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeLedgerList, listKey } from '../src/storage/formats.js';
 import { orphanSweeperDuty, sweepOrphanLedgers } from '../src/storage/orphan-ledgers.js';
+import { putLedgerMetadata } from './storage-helpers.js';
 
 const HOUR = 3_600_000;
 const NOW = Date.now();
@@ -25,14 +26,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function ledger(ledgerId: number, ageMs: number, managedLedger?: string, state: LedgerMetadata['state'] = 'CLOSED'): Promise<void> {
-  const m: LedgerMetadata = {
-    ledgerId, ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, state, lastEntryId: 9, length: 100,
-    ensembles: [{ firstEntryId: 0, bookies: ['b1:1', 'b2:2'] }], ctime: NOW - ageMs,
-    customMetadata: managedLedger === undefined ? {} : { managedLedger },
-  };
-  await store.put(ledgerKey(ledgerId), encodeMetadata(m));
-}
+const ledger = (ledgerId: number, ageMs: number, managedLedger?: string, state: LedgerState = 'CLOSED') =>
+  putLedgerMetadata(store, ledgerId, { managedLedger, ctime: NOW - ageMs, state });
 
 async function list(managedLedger: string, ledgerIds: number[]): Promise<void> {
   const ledgers = ledgerIds.map((ledgerId) => ({ ledgerId, entries: 10, sizeBytes: 100, createdAtMs: NOW - 2 * HOUR, closedAtMs: NOW - HOUR }));

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BookieLedgerClient, encodeMetadata, ledgerKey } from '@strata/bookie';
+import { BookieLedgerClient, ledgerKey } from '@strata/bookie';
 import { BookieProcesses } from '@strata/bookie/testing';
 import { createMetadataStore, listAll, type MetadataStore } from '@strata/coordinator';
 import { EtcdCluster } from '@strata/coordinator/testing';
@@ -13,6 +13,7 @@ import { ManagedLedgerFactoryImpl } from '../src/storage/factory.js';
 import { decodeLedgerList, encodeLedgerList, listKey } from '../src/storage/formats.js';
 import type { ManagedLedgerImpl } from '../src/storage/managed-ledger.js';
 import { sweepOrphanLedgers } from '../src/storage/orphan-ledgers.js';
+import { putLedgerMetadata } from './storage-helpers.js';
 
 // Managed ledgers over real etcd and real bookie processes (fsync'd journals, gRPC), two "brokers"
 // each with its own metadata connection and ledger client.
@@ -187,13 +188,9 @@ describe('managed ledger over real bookies and etcd', () => {
     stores.push(store);
     // A ledger of a deleted topic (no list), created two hours ago; and a listed one of a live topic.
     const hourAgo = (h: number) => Date.now() - h * 3_600_000;
-    const meta = (ledgerId: number, managedLedger: string) => encodeMetadata({
-      ledgerId, ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, state: 'CLOSED', lastEntryId: -1, length: 0,
-      ensembles: [{ firstEntryId: 0, bookies: ['b1', 'b2'] }], ctime: hourAgo(2), customMetadata: { managedLedger },
-    });
     const live = `storage-real/ns/persistent/live-${Date.now().toString(36)}`;
-    await store.put(ledgerKey(9_000_001), meta(9_000_001, `storage-real/ns/persistent/deleted-${Date.now().toString(36)}`));
-    await store.put(ledgerKey(9_000_002), meta(9_000_002, live));
+    await putLedgerMetadata(store, 9_000_001, { managedLedger: `storage-real/ns/persistent/deleted-${Date.now().toString(36)}`, ctime: hourAgo(2) });
+    await putLedgerMetadata(store, 9_000_002, { managedLedger: live, ctime: hourAgo(2) });
     await store.put(listKey(live), encodeLedgerList({
       ledgers: [{ ledgerId: 9_000_002, entries: 0, sizeBytes: 0, createdAtMs: hourAgo(2), closedAtMs: hourAgo(1) }], terminated: false,
     }));

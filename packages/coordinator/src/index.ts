@@ -11,7 +11,7 @@ export {
   bundleAssignerDuty, COORDINATOR_ELECTION, coordinatorConfigSpec, resolveMetadataUrl, splitOptionsOf, startCoordinator,
   type CoordinatorConfig, type CoordinatorDeps, type RunningCoordinator,
 } from './main.js';
-export { LeaderElector, type LeaderContext, type LeaderDuty, type LeaderElectorOptions } from './leader.js';
+export { dutyCounter, LeaderElector, type LeaderContext, type LeaderDuty, type LeaderElectorOptions } from './leader.js';
 export {
   ASSIGNMENTS_PREFIX, assignmentKey, BROKERS_PREFIX, brokerKey, BundleAssigner, bundleForHash, chooseBroker, formatBundleRange, loadScore,
   namespaceBundles, namespaceOfPolicyKey, OWNERSHIP_PREFIX, ownershipKey, parseBundleId, parseJson, planAssignments, POLICIES_PREFIX, PrefixCache,

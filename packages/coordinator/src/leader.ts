@@ -1,5 +1,5 @@
 import { backoffMs, sleep, type Logger } from '@strata/runtime';
-import { Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import type { MetadataStore, Session } from './metadata/store.js';
 
 /** What a leader duty gets: the store, the session leadership is held on, and a signal for its end. */
@@ -11,6 +11,14 @@ export interface LeaderContext {
   readonly logger: Logger;
   /** The coordinator's metrics registry: a duty registers its metrics once and keeps them across terms. */
   readonly metrics: Registry;
+}
+
+/**
+ * A duty's counter on `LeaderContext.metrics`: registered by the first term that asks for it, the same
+ * one for every later term (a registry refuses a second metric of one name).
+ */
+export function dutyCounter<L extends string = never>(registry: Registry, name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+  return (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter<L>({ name, help, labelNames, registers: [registry] });
 }
 
 /**

@@ -1,7 +1,6 @@
 import { decodeMetadata, LEDGERS_PREFIX, type LedgerMetadata } from '@strata/bookie';
-import type { LeaderDuty, MetadataStore } from '@strata/coordinator';
+import { dutyCounter, type LeaderDuty, type MetadataStore } from '@strata/coordinator';
 import { ErrorCode, field, isStrataError, sleep, type ConfigValues, type Logger } from '@strata/runtime';
-import { Counter, type Registry } from 'prom-client';
 import { decodeLedgerList, listKey } from './formats.js';
 
 /**
@@ -154,11 +153,10 @@ const MAX_DELETES_PER_RUN = 1_000;
  * it began; runs are `orphanLedgerSweepIntervalMs` apart. A failed run is logged and retried next time.
  */
 export function orphanSweeperDuty(config: ConfigValues<typeof orphanLedgerConfigSpec>): LeaderDuty {
-  let deletedTotal: Counter | undefined;
   return {
     name: 'orphan-ledger-sweeper',
     async run({ store, signal, logger, metrics }) {
-      const counter = (deletedTotal ??= orphanCounter(metrics));
+      const counter = dutyCounter(metrics, 'strata_coordinator_orphan_ledgers_deleted_total', 'Ledgers deleted because the managed ledger that created them no longer lists them');
       /** (revision, when noted), oldest first; only the newest one past the grace period is ever needed. */
       const noted: Array<{ revision: number; at: number }> = [];
       for (;;) {
@@ -182,10 +180,4 @@ export function orphanSweeperDuty(config: ConfigValues<typeof orphanLedgerConfig
       }
     },
   };
-}
-
-function orphanCounter(metrics: Registry): Counter {
-  const name = 'strata_coordinator_orphan_ledgers_deleted_total';
-  return (metrics.getSingleMetric(name) as Counter | undefined)
-    ?? new Counter({ name, help: 'Ledgers deleted because the managed ledger that created them no longer lists them', registers: [metrics] });
 }

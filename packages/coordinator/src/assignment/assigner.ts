@@ -1,6 +1,6 @@
 import { sleep, systemClock, type Clock, type Logger, type Random } from '@strata/runtime';
-import { Counter, type Registry } from 'prom-client';
-import type { LeaderContext, LeaderDuty } from '../leader.js';
+import type { Registry } from 'prom-client';
+import { dutyCounter, type LeaderContext, type LeaderDuty } from '../leader.js';
 import type { MetadataStore } from '../metadata/store.js';
 import {
   DEFAULT_PLACEMENT_OPTIONS, DEFAULT_SHED_OPTIONS, LoadShedder, planAssignments,
@@ -244,11 +244,9 @@ type AssignerMetrics = ReturnType<typeof assignerMetrics>;
 
 /** The duty's counters on the coordinator's registry: registered by the first term, kept by later ones. */
 function assignerMetrics(registry: Registry) {
-  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> =>
-    (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter<L>({ name, help, labelNames, registers: [registry] });
   return {
-    assignments: counter('strata_coordinator_bundle_assignments_total', 'Bundle assignments written, by reason (unowned, timeout, shed, unload, drain)', ['reason']),
-    splits: counter('strata_coordinator_bundle_splits_total', 'Hot bundles split automatically (decision 0068)'),
-    revocations: counter('strata_coordinator_broker_sessions_revoked_total', 'Sessions of brokers whose port refused connections, revoked at once (decision 0065)'),
+    assignments: dutyCounter(registry, 'strata_coordinator_bundle_assignments_total', 'Bundle assignments written, by reason (unowned, timeout, shed, unload, drain)', ['reason']),
+    splits: dutyCounter(registry, 'strata_coordinator_bundle_splits_total', 'Hot bundles split automatically (decision 0068)'),
+    revocations: dutyCounter(registry, 'strata_coordinator_broker_sessions_revoked_total', 'Sessions of brokers whose port refused connections, revoked at once (decision 0065)'),
   };
 }
