@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
-import { field, Lifecycle, loadProtos, ServiceHost, type Component, type ConfigValues, type Logger } from '@strata/runtime';
+import { accessForAll, field, Lifecycle, loadProtos, ServiceHost, type CallGate, type Component, type ConfigValues, type Logger } from '@strata/runtime';
 import type { ProtoGrpcType } from './generated/bookie.js';
 import { BookieStore } from './server/bookie-store.js';
 import { LedgerGc } from './server/gc.js';
@@ -54,6 +54,8 @@ export interface BookieDeps {
   logger: Logger;
   /** A store to use; otherwise one is made from `metadataUrl` (and closed on stop). */
   metadata?: MetadataStore;
+  /** Authentication and authorization of every call (decision 0087); default: open. */
+  gate?: CallGate;
 }
 
 export interface RunningBookie {
@@ -75,7 +77,7 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
   // gRPC messages carry batches of adds: room for two of the largest entries plus framing.
   const host = new ServiceHost({
     role: 'bookie', grpcHost: config.grpcHost, grpcPort: config.grpcPort, httpHost: config.httpHost, httpPort: config.httpPort,
-    maxMessageBytes: 2 * config.maxEntryBytes + MiB, logger,
+    maxMessageBytes: 2 * config.maxEntryBytes + MiB, logger, gate: deps.gate,
   });
   const metrics = new BookieMetrics(host.metrics);
   const journal = new FileJournal({
@@ -122,7 +124,8 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
     }),
   });
   const proto = loadProtos<ProtoGrpcType>(['strata/bookie/v1/bookie.proto']);
-  host.addService(proto.strata.bookie.v1.Bookie.service, service.handlers());
+  const bookieService = proto.strata.bookie.v1.Bookie.service;
+  host.addService(bookieService, service.handlers(), accessForAll(bookieService, { action: 'cluster' }));
 
   let metadata = deps.metadata;
   let ownsMetadata = false;

@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { BookieLedgerClient, type LedgerClient } from '@strata/bookie';
 import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
 import {
-  field, Lifecycle, loadProtos, Random, ServiceHost, systemClock, type Clock, type Component, type ConfigValues, type Logger,
+  field, Lifecycle, loadProtos, Random, ServiceHost, systemClock, type CallGate, type Clock, type Component, type ConfigValues, type Logger,
 } from '@strata/runtime';
 import { BrokerService } from './broker-service.js';
 import type { ProtoGrpcType as AdminProto } from './generated/admin.js';
 import type { ProtoGrpcType as BrokerProto } from './generated/broker.js';
 import { adminHandlers, brokerHandlers } from './grpc-services.js';
+import { adminAccess, brokerAccess } from './transport/access.js';
 import { OwnershipManager } from './ownership/index.js';
 import { BrokerMetrics } from './metrics.js';
 import { PublishLimiter } from './producer-stream.js';
@@ -64,6 +65,8 @@ export interface BrokerDeps {
   ledgerClient?: LedgerClient;
   clock?: Clock;
   random?: Random;
+  /** Authentication and authorization of every call (decision 0087); default: open. */
+  gate?: CallGate;
 }
 
 export interface RunningBroker {
@@ -94,7 +97,7 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
   const lifecycle = new Lifecycle(logger);
   const host = new ServiceHost({
     role: 'broker', grpcHost: config.grpcHost, grpcPort: config.grpcPort, httpHost: config.httpHost, httpPort: config.httpPort,
-    maxMessageBytes: config.maxMessageBytes + MiB, logger,
+    maxMessageBytes: config.maxMessageBytes + MiB, logger, gate: deps.gate,
   });
   let metadata = deps.metadata;
   let ledgerClient = deps.ledgerClient;
@@ -183,8 +186,8 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
       };
       const brokerProto = loadProtos<BrokerProto>(['strata/broker/v1/broker.proto']);
       const adminProto = loadProtos<AdminProto>(['strata/broker/v1/admin.proto']);
-      host.addService(brokerProto.strata.broker.v1.Broker.service, brokerHandlers(ctx));
-      host.addService(adminProto.strata.broker.v1.Admin.service, adminHandlers(ctx));
+      host.addService(brokerProto.strata.broker.v1.Broker.service, brokerHandlers(ctx), brokerAccess);
+      host.addService(adminProto.strata.broker.v1.Admin.service, adminHandlers(ctx), adminAccess);
       const ports = await host.start();
       const h = config.grpcHost === '0.0.0.0' || config.grpcHost === '::' ? '127.0.0.1' : config.grpcHost;
       const url = config.advertisedAddress || `${h}:${ports.grpcPort}`;

@@ -1,7 +1,7 @@
 import { autoRecoveryConfigSpec, autoRecoveryDuty, bookieConfigSpec, startBookie } from '@strata/bookie';
 import { brokerConfigSpec, orphanLedgerConfigSpec, orphanSweeperDuty, startBroker } from '@strata/broker';
 import { bundleAssignerDuty, coordinatorConfigSpec, startCoordinator } from '@strata/coordinator';
-import type { ConfigSpec, ConfigValues, Logger } from '@strata/runtime';
+import type { CallGate, ConfigSpec, ConfigValues, Logger } from '@strata/runtime';
 import type { MetadataStore } from '@strata/coordinator';
 
 // The coordinator role is composed here: its leader duties live in packages that depend on it.
@@ -18,6 +18,8 @@ export interface RunningRole {
 export interface RoleDeps {
   logger: Logger;
   metadata?: MetadataStore;
+  /** The call gate of the role's servers (decision 0087); default: open. */
+  gate?: CallGate;
 }
 
 export interface Role {

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { createMetadataStore } from '@strata/coordinator';
-import { field, loadConfig, type ConfigValues, type Logger } from '@strata/runtime';
+import { field, loadConfig, type CallGate, type ConfigValues, type Logger } from '@strata/runtime';
 import { roles, type RunningRole } from './roles.js';
 
 /**
@@ -40,7 +40,8 @@ function roleConfig(name: string, flags: Record<string, string | number>): Recor
   return loadConfig(role(name).spec, { argv, env: {} });
 }
 
-export async function startStandalone(config: StandaloneConfig, logger: Logger): Promise<RunningStandalone> {
+/** `gate`: the call gate every role's servers use (decision 0087); default: open. */
+export async function startStandalone(config: StandaloneConfig, logger: Logger, deps: { gate?: CallGate } = {}): Promise<RunningStandalone> {
   if (config.bookiePorts.length < 2 || config.bookiePorts.length !== config.bookieHttpPorts.length) {
     throw new Error('standalone needs at least two bookies, with as many --bookie-http-ports as --bookie-ports');
   }
@@ -58,7 +59,7 @@ export async function startStandalone(config: StandaloneConfig, logger: Logger):
     started.push(
       await role('coordinator').start(
         roleConfig('coordinator', { ...common, 'grpc-host': config.host, 'grpc-port': config.coordinatorPort, 'http-host': config.host, 'http-port': config.coordinatorHttpPort }),
-        { logger: logger.child({ role: 'coordinator' }), metadata },
+        { logger: logger.child({ role: 'coordinator' }), metadata, gate: deps.gate },
       ),
     );
     for (const [i, port] of config.bookiePorts.entries()) {
@@ -72,7 +73,7 @@ export async function startStandalone(config: StandaloneConfig, logger: Logger):
           'http-port': config.bookieHttpPorts[i] ?? 0,
           'advertised-address': `${config.host}:${port}`,
         }),
-        { logger: logger.child({ role: 'bookie', bookie: i }), metadata },
+        { logger: logger.child({ role: 'bookie', bookie: i }), metadata, gate: deps.gate },
       );
       started.push(bookie);
     }
@@ -85,7 +86,7 @@ export async function startStandalone(config: StandaloneConfig, logger: Logger):
         'http-port': config.brokerHttpPort,
         'advertised-address': `${config.host}:${config.brokerPort}`,
       }),
-      { logger: logger.child({ role: 'broker' }), metadata },
+      { logger: logger.child({ role: 'broker' }), metadata, gate: deps.gate },
     );
     started.push(broker);
     return {

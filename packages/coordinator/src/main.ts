@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge } from 'prom-client';
 import { randomBytes } from 'node:crypto';
-import { field, Lifecycle, loadProtos, Random, ServiceHost, toGrpcError, type ConfigValues, type Logger } from '@strata/runtime';
+import { accessForAll, field, Lifecycle, loadProtos, Random, ServiceHost, toGrpcError, type CallGate, type ConfigValues, type Logger } from '@strata/runtime';
 import type { ProtoGrpcType } from './generated/coordinator.js';
 import type { CoordinatorHandlers } from './generated/strata/coordinator/v1/Coordinator.js';
 import { LeaderElector, type LeaderDuty } from './leader.js';
@@ -86,6 +86,8 @@ export interface CoordinatorDeps {
   metadata?: MetadataStore;
   /** Work run only while this coordinator leads; default: bundle assignment (`bundleAssignerDuty`). */
   leaderDuties?: readonly LeaderDuty[];
+  /** Authentication and authorization of every call (decision 0087); default: open. */
+  gate?: CallGate;
 }
 
 export interface RunningCoordinator {
@@ -112,7 +114,7 @@ export async function startCoordinator(config: CoordinatorConfig, deps: Coordina
   const lifecycle = new Lifecycle(logger);
   const host = new ServiceHost({
     role: 'coordinator', grpcHost: config.grpcHost, grpcPort: config.grpcPort, httpHost: config.httpHost, httpPort: config.httpPort,
-    maxMessageBytes: 4 * 1024 * 1024, logger,
+    maxMessageBytes: 4 * 1024 * 1024, logger, gate: deps.gate,
   });
   const isLeaderGauge = new Gauge({ name: 'strata_coordinator_is_leader', help: '1 while this coordinator leads', registers: [host.metrics] });
   const connectedGauge = new Gauge({ name: 'strata_coordinator_session_alive', help: '1 while this coordinator holds a metadata session', registers: [host.metrics] });
@@ -142,7 +144,8 @@ export async function startCoordinator(config: CoordinatorConfig, deps: Coordina
     },
   };
   const proto = loadProtos<ProtoGrpcType>(['strata/coordinator/v1/coordinator.proto']);
-  host.addService(proto.strata.coordinator.v1.Coordinator.service, handlers as grpc.UntypedServiceImplementation);
+  const coordinatorService = proto.strata.coordinator.v1.Coordinator.service;
+  host.addService(coordinatorService, handlers as grpc.UntypedServiceImplementation, accessForAll(coordinatorService, { action: 'cluster' }));
 
   await lifecycle.start([
     {

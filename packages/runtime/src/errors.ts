@@ -29,6 +29,8 @@ export const ErrorCode = {
   CONFIG: 'CONFIG',
   INTERNAL: 'INTERNAL',
   UNIMPLEMENTED: 'UNIMPLEMENTED',
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  PERMISSION_DENIED: 'PERMISSION_DENIED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -90,6 +92,8 @@ const GRPC_STATUS_BY_CODE: Record<string, grpc.status> = {
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   TIMEOUT: grpc.status.DEADLINE_EXCEEDED,
   UNIMPLEMENTED: grpc.status.UNIMPLEMENTED,
+  UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
+  PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
 };
 
 /**

@@ -2,8 +2,10 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, service as healthService } from 'grpc-health-check';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { accessForAll, admitHttp, gateInterceptor, httpStatusOfRefusal, openGate, type CallGate, type MethodAccess, type RouteAccess, type ServiceAccess } from './gate.js';
+import { asStrataError } from './errors.js';
 import type { Logger } from './logger.js';
 
 export interface ServiceHostOptions {
@@ -16,9 +18,17 @@ export interface ServiceHostOptions {
   /** Largest gRPC message accepted, in bytes. */
   maxMessageBytes: number;
   logger: Logger;
+  /** Authentication, authorization and admission limits for every call and request (decision 0087); default: open. */
+  gate?: CallGate;
 }
 
 export type HttpRoute = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
+
+const BUILT_IN_ROUTES: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
+  ['/healthz', { action: 'public' }],
+  ['/readyz', { action: 'public' }],
+  ['/metrics', { action: 'metrics' }],
+]);
 
 /**
  * HTTP/2 receive window, per connection and per stream, of every gRPC server and server-to-server client
@@ -38,14 +48,21 @@ export class ServiceHost {
   readonly metrics = new Registry();
   private readonly grpcServer: grpc.Server;
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
-  private readonly routes = new Map<string, HttpRoute>();
+  private readonly routes = new Map<string, { route: HttpRoute; access: RouteAccess }>();
+  /** Every gRPC method's access rule, by path (`/pkg.Service/Method`); the gate's interceptor reads it. */
+  private readonly methodAccess = new Map<string, MethodAccess>();
+  private readonly gate: CallGate;
   private httpServer: HttpServer | undefined;
   private ready = false;
   private notReadyReason = 'starting';
   private bound: { grpcPort: number; httpPort: number } | undefined;
 
   constructor(private readonly options: ServiceHostOptions) {
+    this.gate = options.gate ?? openGate;
     this.grpcServer = new grpc.Server({
+      // The open gate admits everything: skip the interceptor and its per-message hop (the rules are
+      // still required by addService, so turning a gate on cannot miss a method).
+      ...(this.gate === openGate ? {} : { interceptors: [gateInterceptor(this.gate, (path) => this.methodAccess.get(path))] }),
       'grpc.max_receive_message_length': options.maxMessageBytes,
       'grpc.max_send_message_length': options.maxMessageBytes,
       'grpc.keepalive_time_ms': 10_000,
@@ -54,18 +71,24 @@ export class ServiceHost {
       // Clients ping every 3 s (the SDK, to notice a frozen broker); grpc-js does not police this anyway.
       'grpc.http2.min_ping_interval_without_data_ms': 2_000,
     });
+    this.registerAccess(healthService, accessForAll(healthService, { action: 'public' }));
     this.health.addToServer(this.grpcServer);
     this.metrics.setDefaultLabels({ role: options.role });
     collectDefaultMetrics({ register: this.metrics });
   }
 
-  addService<I extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition<I>, impl: I): void {
+  /**
+   * Adds a gRPC service with the access rule of each of its methods (decision 0087). A method without a
+   * rule is a programming error: it throws here, at start-up, rather than serve a method the gate skips.
+   */
+  addService<I extends grpc.UntypedServiceImplementation>(service: grpc.ServiceDefinition<I>, impl: I, access: ServiceAccess<I>): void {
+    this.registerAccess(service, access);
     this.grpcServer.addService(service, impl);
   }
 
-  /** Adds an HTTP GET route beside the health and metrics ones (e.g. a role's debug page). */
-  addRoute(path: string, route: HttpRoute): void {
-    this.routes.set(path, route);
+  /** Adds an HTTP route beside the health and metrics ones, with its access rule (decision 0087). */
+  addRoute(path: string, route: HttpRoute, access: RouteAccess): void {
+    this.routes.set(path, { route, access });
   }
 
   setReady(ready: boolean, reason = ''): void {
@@ -149,17 +172,39 @@ export class ServiceHost {
     }
   }
 
+  private registerAccess(service: grpc.ServiceDefinition, access: Record<string, MethodAccess | undefined>): void {
+    for (const [name, definition] of Object.entries(service)) {
+      const rule = access[name];
+      if (!rule) throw new Error(`no access rule for ${definition.path}: every method needs one (decision 0087)`);
+      this.methodAccess.set(definition.path, rule);
+    }
+  }
+
   private async serveHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     try {
+      // The one HTTP middleware: every route, built-in or added, passes the gate first.
+      const access = BUILT_IN_ROUTES.get(path) ?? this.routes.get(path)?.access;
+      if (!access) return text(res, 404, 'not found\n');
+      if (this.gate !== openGate) {
+        try {
+          await admitHttp(this.gate, access, req, new URL(req.url ?? '/', 'http://localhost'));
+        } catch (err) {
+          const e = asStrataError(err);
+          res.statusCode = httpStatusOfRefusal(e.code);
+          res.setHeader('content-type', 'application/json');
+          // Pulsar's REST API answers errors as {"reason": "..."}.
+          return void res.end(JSON.stringify({ reason: e.message }));
+        }
+      }
       if (path === '/healthz') return text(res, 200, 'ok\n');
       if (path === '/readyz') return this.ready ? text(res, 200, 'ready\n') : text(res, 503, `not ready: ${this.notReadyReason}\n`);
       if (path === '/metrics') {
         res.setHeader('content-type', this.metrics.contentType);
         return text(res, 200, await this.metrics.metrics());
       }
-      const route = this.routes.get(path);
-      if (route) return await route(req, res);
+      const added = this.routes.get(path);
+      if (added) return await added.route(req, res);
       text(res, 404, 'not found\n');
     } catch (err) {
       this.options.logger.warn({ err, path }, 'http route failed');

@@ -3,6 +3,10 @@ export { ConfigError, describeConfig, field, loadConfig, type ConfigSpec, type C
 export {
   asStrataError, ERROR_CODE_METADATA_KEY, ErrorCode, fromGrpcError, isRetriableCode, isStrataError, StrataError, toGrpcError,
 } from './errors.js';
+export {
+  accessForAll, openGate, principalOf, PRINCIPAL_METADATA_KEY, type Action, type AuthorizeRequest, type CallCredentials, type CallGate, type MethodAccess,
+  type Principal, type RouteAccess, type ServiceAccess,
+} from './gate.js';
 export { channelOptions, ServiceHost, type HttpRoute, type ServiceHostOptions } from './host.js';
 export { Lifecycle, type Component } from './lifecycle.js';
 export { createLogger, silentLogger, type Logger } from './logger.js';

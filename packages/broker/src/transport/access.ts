@@ -1,0 +1,42 @@
+import type { MethodAccess, ServiceAccess } from '@strata/runtime';
+import type { AdminHandlers } from '../generated/strata/broker/v1/Admin.js';
+import type { BrokerHandlers } from '../generated/strata/broker/v1/Broker.js';
+
+/**
+ * What each client-facing method needs, for the call gate (decision 0087): Pulsar's permissions.
+ * Lookups need `lookup` (granted with produce or consume), streams name their topic in the open or
+ * subscribe command, which the gate checks before the stream handler sees it.
+ */
+const onTopic = (action: MethodAccess['action']): MethodAccess<{ topic?: string }> => ({ action, resourceOf: (m) => m.topic });
+const onNamespace: MethodAccess<{ namespace?: string }> = { action: 'tenant-admin', resourceOf: (m) => m.namespace };
+const superUser: MethodAccess = { action: 'super-user' };
+
+export const brokerAccess: ServiceAccess<BrokerHandlers> = {
+  Lookup: onTopic('lookup'),
+  GetPartitionedTopicMetadata: onTopic('lookup'),
+  GetLastMessageId: onTopic('consume'),
+  Produce: { action: 'produce', resourceOf: (m: { open?: { topic?: string } | null }) => m.open?.topic },
+  Consume: { action: 'consume', resourceOf: (m: { subscribe?: { topic?: string } | null }) => m.subscribe?.topic },
+};
+
+export const adminAccess: ServiceAccess<AdminHandlers> = {
+  ListTenants: superUser,
+  CreateTenant: superUser,
+  DeleteTenant: superUser,
+  ListNamespaces: { action: 'tenant-admin', resourceOf: (m: { tenant?: string }) => m.tenant },
+  CreateNamespace: onNamespace,
+  DeleteNamespace: onNamespace,
+  GetNamespacePolicies: onNamespace,
+  SetNamespacePolicies: onNamespace,
+  ListTopics: onNamespace,
+  CreatePartitionedTopic: onTopic('tenant-admin'),
+  DeletePartitionedTopic: onTopic('tenant-admin'),
+  ListPartitionedTopics: onNamespace,
+  DeleteTopic: onTopic('tenant-admin'),
+  GetTopicStats: onTopic('tenant-admin'),
+  ListBrokers: superUser,
+  ListBundles: onNamespace,
+  UnloadBundle: superUser,
+  SplitBundle: superUser,
+  LookupBundle: onTopic('tenant-admin'),
+};
