@@ -77,6 +77,14 @@ export const PRODUCER_LIMITS = {
   maxBlockedSends: 100_000,
 };
 
+/**
+ * The largest entry a broker takes unless it says otherwise (its `maxMessageBytes` default): the limit
+ * until the first ProducerOpened names the broker's own.
+ */
+const DEFAULT_MAX_MESSAGE_BYTES = 5 * 1024 * 1024;
+/** Room left in a batch for the per-message framing that the builder's byte count does not see. */
+const BATCH_FRAMING_SLACK_BYTES = 64 * 1024;
+
 export interface CompiledProducerConfig {
   topic: string;
   producerName: string | undefined;
@@ -223,6 +231,8 @@ export class PartitionProducer {
   /** Aborted by close(): ends the reconnection loop's waits at once. */
   readonly #stopped = new AbortController();
   #closeWaiter: Promise<void> | undefined;
+  /** The broker's limit on one entry (a batch, or a message sent alone), from ProducerOpened. */
+  #maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
 
   constructor(ctx: ClientContext, cfg: CompiledProducerConfig, topic: string, partition: number) {
     this.#ctx = ctx;
@@ -296,6 +306,7 @@ export class PartitionProducer {
     }
     if (this.#call !== call) throw new ClientError(ClientErrorCode.UNAVAILABLE, 'producer stream ended while opening');
     this.#name = opened.producerName || this.#name;
+    if (opened.maxMessageSize > 0) this.#maxMessageBytes = opened.maxMessageSize;
     if (!this.#seqInitialized) {
       this.#nextSeq = Math.max(0, opened.lastSequenceId + 1);
       this.#seqInitialized = true;
@@ -379,6 +390,9 @@ export class PartitionProducer {
     call.cancel();
     this.#requests.rejectAll(err);
     if (this.#state === 'closing' || this.#state === 'closed') return;
+    // gRPC refused a frame over the broker's receive limit (a limit lower than the one it announced).
+    // Resending it would loop; fail the largest batch in flight, which is the one that cannot pass.
+    if (err.code === ClientErrorCode.TOO_LARGE) this.#failLargestInflight(err);
     if (this.#state === 'ready') {
       this.#state = 'connecting';
       this.#log.warn({ err, redirect }, 'producer disconnected');
@@ -443,7 +457,8 @@ export class PartitionProducer {
     // Key-based batching keeps one batch per key, so each entry has one key (Key_Shared routes by it).
     const slot = this.#cfg.keyBasedBatching ? key : '';
     let builder = this.#building.get(slot);
-    if (builder && builder.bytes + size > this.#cfg.batchingMaxAllowedSizeInBytes) {
+    const maxBatchBytes = this.#maxBatchBytes();
+    if (builder && builder.bytes + size > maxBatchBytes) {
       this.#flushBuilder(slot);
       builder = undefined;
     }
@@ -453,7 +468,7 @@ export class PartitionProducer {
     }
     builder.messages.push(q);
     builder.bytes += size;
-    if (builder.messages.length >= this.#cfg.batchingMaxMessages || builder.bytes >= this.#cfg.batchingMaxAllowedSizeInBytes) {
+    if (builder.messages.length >= this.#cfg.batchingMaxMessages || builder.bytes >= maxBatchBytes) {
       this.#flushBuilder(slot);
     } else if (!this.#batchTimer) {
       this.#batchTimer = setTimeout(() => {
@@ -527,6 +542,13 @@ export class PartitionProducer {
       this.#release(messages.length);
       return;
     }
+    if (bytes.length > this.#maxMessageBytes) {
+      const what = messages.length === 1 ? `message of ${bytes.length} bytes` : `batch of ${messages.length} messages (${bytes.length} bytes)`;
+      const err = operationError('Failed to send message', ClientErrorCode.TOO_LARGE, `${what} exceeds the broker's maximum message size of ${this.#maxMessageBytes} bytes`);
+      for (const m of messages) m.done.reject(err);
+      this.#release(messages.length);
+      return;
+    }
     const key = messages[0]!.key;
     const batch: Batch = {
       messages,
@@ -541,6 +563,21 @@ export class PartitionProducer {
     };
     this.#inflight.push(batch);
     if (this.#state === 'ready') this.#write(batch);
+  }
+
+  /** A batch closes before it would outgrow the broker's entry limit, whatever batchingMaxAllowedSizeInBytes says. */
+  #maxBatchBytes(): number {
+    return Math.min(this.#cfg.batchingMaxAllowedSizeInBytes, Math.max(1, this.#maxMessageBytes - BATCH_FRAMING_SLACK_BYTES));
+  }
+
+  #failLargestInflight(err: ClientError): void {
+    let largest = -1;
+    this.#inflight.forEach((b, i) => { if (largest < 0 || b.bytes.length > this.#inflight[largest]!.bytes.length) largest = i; });
+    if (largest < 0) return;
+    const [batch] = this.#inflight.splice(largest, 1);
+    this.#log.warn({ bytes: batch!.bytes.length, maxMessageBytes: this.#maxMessageBytes }, 'the broker refused a frame as too large; failing that batch');
+    for (const m of batch!.messages) m.done.reject(err.withContext('Failed to send message'));
+    this.#release(batch!.messages.length);
   }
 
   #write(batch: Batch): void {
