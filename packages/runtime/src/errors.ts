@@ -31,6 +31,7 @@ export const ErrorCode = {
   UNIMPLEMENTED: 'UNIMPLEMENTED',
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   PERMISSION_DENIED: 'PERMISSION_DENIED',
+  PRECONDITION_FAILED: 'PRECONDITION_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -94,6 +95,7 @@ const GRPC_STATUS_BY_CODE: Record<string, grpc.status> = {
   UNIMPLEMENTED: grpc.status.UNIMPLEMENTED,
   UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
+  PRECONDITION_FAILED: grpc.status.FAILED_PRECONDITION,
 };
 
 /**

@@ -76,7 +76,7 @@ export interface CallGate {
   authorize(request: AuthorizeRequest): Promise<void> | void;
 }
 
-const ANONYMOUS: Principal = { role: undefined };
+export const ANONYMOUS: Principal = { role: undefined };
 
 /** Admits every call as anonymous: a server with security off. ServiceHost then skips the seam. */
 export const openGate: CallGate = {
@@ -149,9 +149,9 @@ export function gateInterceptor(gate: CallGate, accessOf: (path: string) => Meth
 }
 
 /** Runs the gate for one HTTP request; throws the refusal. Returns the principal. */
-export async function admitHttp(gate: CallGate, access: RouteAccess, req: IncomingMessage, url: URL): Promise<Principal> {
-  if (access.action === 'public') return ANONYMOUS;
-  const operation = `${req.method ?? 'GET'} ${url.pathname}`;
+export async function admitHttp(gate: CallGate, action: Action, resource: string | undefined, req: IncomingMessage, path: string): Promise<Principal> {
+  if (action === 'public') return ANONYMOUS;
+  const operation = `${req.method ?? 'GET'} ${path}`;
   const headers = new Map<string, string>();
   for (const [name, value] of Object.entries(req.headers)) {
     const first = Array.isArray(value) ? value[0] : value;
@@ -169,20 +169,11 @@ export async function admitHttp(gate: CallGate, access: RouteAccess, req: Incomi
     throw authError(err, ErrorCode.UNAUTHENTICATED);
   }
   try {
-    await gate.authorize({ principal, action: access.action, resource: access.resourceOf?.(req, url), operation });
+    await gate.authorize({ principal, action, resource, operation });
   } catch (err) {
     throw authError(err, ErrorCode.PERMISSION_DENIED);
   }
   return principal;
-}
-
-/** HTTP status for a gate's refusal, as Pulsar's REST API answers them. */
-export function httpStatusOfRefusal(code: string): number {
-  if (code === ErrorCode.UNAUTHENTICATED) return 401;
-  if (code === ErrorCode.PERMISSION_DENIED) return 403;
-  if (code === ErrorCode.TOO_MANY_REQUESTS) return 429;
-  if (code === ErrorCode.SERVICE_NOT_READY || code === ErrorCode.UNAVAILABLE) return 503;
-  return 500;
 }
 
 function grpcCredentials(path: string, metadata: grpc.Metadata, call: grpc.ServerInterceptingCallInterface): CallCredentials {

@@ -4,8 +4,9 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation, service as healthService } from 'grpc-health-check';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { accessForAll, admitHttp, gateInterceptor, httpStatusOfRefusal, openGate, type CallGate, type MethodAccess, type RouteAccess, type ServiceAccess } from './gate.js';
+import { accessForAll, admitHttp, ANONYMOUS, gateInterceptor, openGate, type CallGate, type MethodAccess, type RouteAccess, type ServiceAccess } from './gate.js';
 import { asStrataError } from './errors.js';
+import { EndpointTable, readJsonBody, sendHttpError, sendReply, type HttpEndpoint, type HttpMethod } from './http-api.js';
 import type { Logger } from './logger.js';
 
 export interface ServiceHostOptions {
@@ -52,6 +53,7 @@ export class ServiceHost {
   /** Every gRPC method's access rule, by path (`/pkg.Service/Method`); the gate's interceptor reads it. */
   private readonly methodAccess = new Map<string, MethodAccess>();
   private readonly gate: CallGate;
+  private readonly endpoints = new EndpointTable();
   private httpServer: HttpServer | undefined;
   private ready = false;
   private notReadyReason = 'starting';
@@ -89,6 +91,11 @@ export class ServiceHost {
   /** Adds an HTTP route beside the health and metrics ones, with its access rule (decision 0087). */
   addRoute(path: string, route: HttpRoute, access: RouteAccess): void {
     this.routes.set(path, { route, access });
+  }
+
+  /** Adds the endpoints of a JSON API (the admin REST API); each carries its access rule (decision 0087). */
+  addApi(endpoints: readonly HttpEndpoint[]): void {
+    for (const endpoint of endpoints) this.endpoints.add(endpoint);
   }
 
   setReady(ready: boolean, reason = ''): void {
@@ -181,35 +188,41 @@ export class ServiceHost {
   }
 
   private async serveHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
     try {
-      // The one HTTP middleware: every route, built-in or added, passes the gate first.
-      const access = BUILT_IN_ROUTES.get(path) ?? this.routes.get(path)?.access;
-      if (!access) return text(res, 404, 'not found\n');
-      if (this.gate !== openGate) {
-        try {
-          await admitHttp(this.gate, access, req, new URL(req.url ?? '/', 'http://localhost'));
-        } catch (err) {
-          const e = asStrataError(err);
-          res.statusCode = httpStatusOfRefusal(e.code);
-          res.setHeader('content-type', 'application/json');
-          // Pulsar's REST API answers errors as {"reason": "..."}.
-          return void res.end(JSON.stringify({ reason: e.message }));
+      // The one HTTP middleware: every route and endpoint, built-in or added, passes the gate first.
+      const route = BUILT_IN_ROUTES.has(path) ? undefined : this.routes.get(path);
+      const access = BUILT_IN_ROUTES.get(path) ?? route?.access;
+      if (access) {
+        if (this.gate !== openGate) await admitHttp(this.gate, access.action, access.resourceOf?.(req, url), req, path);
+        if (path === '/healthz') return text(res, 200, 'ok\n');
+        if (path === '/readyz') return this.ready ? text(res, 200, 'ready\n') : text(res, 503, `not ready: ${this.notReadyReason}\n`);
+        if (path === '/metrics') {
+          res.setHeader('content-type', this.metrics.contentType);
+          return text(res, 200, await this.metrics.metrics());
         }
+        return await route!.route(req, res);
       }
-      if (path === '/healthz') return text(res, 200, 'ok\n');
-      if (path === '/readyz') return this.ready ? text(res, 200, 'ready\n') : text(res, 503, `not ready: ${this.notReadyReason}\n`);
-      if (path === '/metrics') {
-        res.setHeader('content-type', this.metrics.contentType);
-        return text(res, 200, await this.metrics.metrics());
+      const match = this.endpoints.match(req.method ?? 'GET', path);
+      if (!match) {
+        if (this.endpoints.hasPath(path)) return sendReply(res, { status: 405, body: { reason: `${req.method} is not allowed on ${path}` } });
+        return text(res, 404, 'not found\n');
       }
-      const added = this.routes.get(path);
-      if (added) return await added.route(req, res);
-      text(res, 404, 'not found\n');
+      const { endpoint, params } = match;
+      const principal = this.gate === openGate
+        ? ANONYMOUS
+        : await admitHttp(this.gate, endpoint.access.action, endpoint.access.resourceOf?.(params), req, path);
+      const body = await readJsonBody(req);
+      const reply = await endpoint.handle({
+        method: endpoint.method as HttpMethod, path, params, query: url.searchParams, body, headers: req.headers, principal,
+      });
+      sendReply(res, reply);
     } catch (err) {
-      this.options.logger.warn({ err, path }, 'http route failed');
-      if (!res.headersSent) text(res, 500, 'internal error\n');
-      else res.end();
+      if (res.headersSent) return void res.end();
+      const e = asStrataError(err);
+      if (e.code === 'INTERNAL') this.options.logger.warn({ err, path }, 'http request failed');
+      sendHttpError(res, e);
     }
   }
 }

@@ -7,6 +7,9 @@ export {
   accessForAll, openGate, principalOf, PRINCIPAL_METADATA_KEY, type Action, type AuthorizeRequest, type CallCredentials, type CallGate, type MethodAccess,
   type Principal, type RouteAccess, type ServiceAccess,
 } from './gate.js';
+export {
+  HTTP_API_MAX_BODY_BYTES, httpStatusOf, type EndpointAccess, type HttpEndpoint, type HttpMethod, type HttpReply, type HttpRequest,
+} from './http-api.js';
 export { channelOptions, ServiceHost, type HttpRoute, type ServiceHostOptions } from './host.js';
 export { Lifecycle, type Component } from './lifecycle.js';
 export { createLogger, silentLogger, type Logger } from './logger.js';

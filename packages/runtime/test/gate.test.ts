@@ -153,3 +153,51 @@ describe('the call gate (decision 0087)', () => {
     expect((err as grpc.ServiceError).code).toBe(grpc.status.UNAUTHENTICATED);
   });
 });
+
+describe('JSON API endpoints behind the gate', () => {
+  async function startApi(gate?: CallGate): Promise<string> {
+    const host = new ServiceHost({
+      role: 'test', grpcHost: '127.0.0.1', grpcPort: 0, httpHost: '127.0.0.1', httpPort: 0, maxMessageBytes: 1 << 20, logger: silentLogger(), gate,
+    });
+    hosts.push(host);
+    host.addApi([
+      { method: 'GET', path: '/api/things/:name', access: { action: 'consume', resourceOf: (p) => p.name }, handle: (r) => ({ body: { name: r.params.name, by: r.principal.role ?? null } }) },
+      { method: 'GET', path: '/api/things/special', access: { action: 'consume', resourceOf: () => 'alice/special' }, handle: () => ({ body: 'static wins' }) },
+      { method: 'PUT', path: '/api/things/:name', access: { action: 'produce', resourceOf: (p) => p.name }, handle: (r) => ({ status: 200, body: { got: r.body ?? null } }) },
+      { method: 'DELETE', path: '/api/things/:name', access: { action: 'produce', resourceOf: (p) => p.name }, handle: (r) => {
+        throw new StrataError(r.params.name === 'alice/busy' ? ErrorCode.ALREADY_EXISTS : ErrorCode.NOT_FOUND, `no ${r.params.name}`);
+      } },
+    ]);
+    await host.start();
+    return `http://127.0.0.1:${host.ports.httpPort}`;
+  }
+
+  it('routes by method and path (static segments first), decodes parameters, and answers errors as Pulsar does', async () => {
+    const base = await startApi();
+    expect(await (await fetch(`${base}/api/things/a%2Fb`)).json()).toEqual({ name: 'a/b', by: null });
+    expect(await (await fetch(`${base}/api/things/special`)).text()).toBe('static wins');
+    const put = await fetch(`${base}/api/things/x`, { method: 'PUT', body: '3' });
+    expect([put.status, await put.json()]).toEqual([200, { got: 3 }]);
+    const bad = await fetch(`${base}/api/things/x`, { method: 'PUT', body: '{nope' });
+    expect([bad.status, await bad.json()]).toEqual([400, { reason: 'request body is not valid JSON' }]);
+    expect((await fetch(`${base}/api/things/x`, { method: 'PUT', body: 'x'.repeat(1024 * 1024 + 1) })).status).toBe(413);
+    const missing = await fetch(`${base}/api/things/x`, { method: 'DELETE' });
+    expect([missing.status, await missing.json()]).toEqual([404, { reason: 'no x' }]);
+    expect((await fetch(`${base}/api/things/alice%2Fbusy`, { method: 'DELETE' })).status).toBe(409);
+    expect((await fetch(`${base}/api/things/x`, { method: 'POST' })).status).toBe(405);
+    expect((await fetch(`${base}/api/nothing`)).status).toBe(404);
+  });
+
+  it('runs the gate with each endpoint\'s action and resource before its handler', async () => {
+    const gate = tokenGate();
+    const base = await startApi(gate);
+    expect((await fetch(`${base}/api/things/alice%2Fone`)).status).toBe(401);
+    expect((await fetch(`${base}/api/things/bob%2Fone`, { headers: { authorization: 'alice' } })).status).toBe(403);
+    const ok = await fetch(`${base}/api/things/alice%2Fone`, { headers: { authorization: 'alice' } });
+    expect(await ok.json()).toEqual({ name: 'alice/one', by: 'alice' });
+    expect(gate.seen.map((r) => [r.action, r.resource, r.operation])).toEqual([
+      ['consume', 'bob/one', 'GET /api/things/bob%2Fone'],
+      ['consume', 'alice/one', 'GET /api/things/alice%2Fone'],
+    ]);
+  });
+});
