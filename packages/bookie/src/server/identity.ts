@@ -143,6 +143,7 @@ export async function establishIdentity(options: IdentityOptions): Promise<Ident
       await mkdir(options.journalDir as string, { recursive: true });
       await writeFileAtomic(journalCookiePath, json);
     }
+    await mkdir(options.dataDir, { recursive: true });
     await writeFileAtomic(dataCookiePath, json);
     log.info({ bookieId, origin, dataDir: options.dataDir }, 'wrote the bookie cookie');
   }
