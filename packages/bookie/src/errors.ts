@@ -79,3 +79,14 @@ export class StorageCorruptError extends StrataError {
     this.name = 'StorageCorruptError';
   }
 }
+
+/**
+ * The data dir and the metadata disagree about who this bookie is (decision 0088): refused at start,
+ * never retried. Code CONFIG, so `strata bookie` exits 2 with this one line, which says what to do.
+ */
+export class BookieIdentityError extends StrataError {
+  constructor(message: string) {
+    super(ErrorCode.CONFIG, `bookie identity: ${message}`, { retriable: false });
+    this.name = 'BookieIdentityError';
+  }
+}

@@ -13,7 +13,7 @@ export type { AddRequest, BookieLedgerState, BookieTransport, ReadRequest, Store
 // Bookie server (packages/bookie/src/server, storage, main.ts).
 export { bookieConfigSpec, startBookie, type BookieConfig, type BookieDeps, type RunningBookie } from './main.js';
 export {
-  BookieArgumentError, BookieFencedError, BookieNotFoundError, BookieReadOnlyError, BookieUnavailableError, EntryChecksumError,
+  BookieArgumentError, BookieFencedError, BookieIdentityError, BookieNotFoundError, BookieReadOnlyError, BookieUnavailableError, EntryChecksumError,
   EntryConflictError, EntryTooLargeError, StorageCorruptError,
 } from './errors.js';
 export type { RegistrationValue } from './server/registration.js';

@@ -1,10 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
-import { accessForAll, field, Lifecycle, loadProtos, ServiceHost, type CallGate, type Component, type ConfigValues, type Logger } from '@strata/runtime';
+import { accessForAll, field, Lifecycle, loadProtos, ServiceHost, systemClock, type CallGate, type Clock, type Component, type ConfigValues, type Logger } from '@strata/runtime';
 import type { ProtoGrpcType } from './generated/bookie.js';
 import { BookieStore } from './server/bookie-store.js';
 import { LedgerGc } from './server/gc.js';
+import { establishIdentity } from './server/identity.js';
 import { BookieMetrics } from './server/metrics.js';
 import { BookieRegistration, DiskMonitor, type RegistrationValue } from './server/registration.js';
 import { BookieService } from './server/service.js';
@@ -24,7 +25,7 @@ export const bookieConfigSpec = {
   httpHost: field.string('0.0.0.0', 'HTTP bind address (/metrics, /healthz, /readyz)'),
   httpPort: field.int(8000, 'HTTP port (0 picks a free one)', { min: 0, max: 65535 }),
   advertisedAddress: field.string('', 'host:port other processes use to reach this bookie; default <grpcHost or 127.0.0.1>:<bound grpc port>'),
-  bookieId: field.string('', 'this bookie\'s id in metadata; default the advertised address'),
+  bookieId: field.string('', 'this bookie\'s id in ledger ensembles; default the id in <dataDir>/cookie.json (generated on first start; an address for data dirs from before cookies)'),
   journalGroupWaitMs: field.number(1, 'group commit: one fdatasync covers the adds that arrive within this wait', { min: 0, max: 100 }),
   journalMaxGroupBytes: field.int(4 * MiB, 'group commit: at most this many bytes per fdatasync (one bigger record goes alone)', { min: 4096 }),
   journalMaxFileBytes: field.int(256 * MiB, 'start a new journal file past this size', { min: MiB }),
@@ -56,6 +57,8 @@ export interface BookieDeps {
   metadata?: MetadataStore;
   /** Authentication and authorization of every call (decision 0087); default: open. */
   gate?: CallGate;
+  /** Default: the system clock. */
+  clock?: Clock;
 }
 
 export interface RunningBookie {
@@ -66,13 +69,15 @@ export interface RunningBookie {
 }
 
 /**
- * The bookie's composition root: storage (journal + segments, replayed), the gRPC service on a
- * ServiceHost, registration in metadata, the disk monitor and GC. Starts in that order, stops in reverse.
+ * The bookie's composition root: metadata, identity (the cookie, decision 0088: checked before storage
+ * opens a file), storage (journal + segments, replayed), the disk monitor, the gRPC service on a
+ * ServiceHost, registration in metadata and GC. Starts in that order, stops in reverse.
  */
 export async function startBookie(config: BookieConfig, deps: BookieDeps): Promise<RunningBookie> {
   const logger = deps.logger;
   const dataDir = resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true });
+  const journalDir = config.journalDir ? resolve(config.journalDir) : join(dataDir, 'journal');
   const lifecycle = new Lifecycle(logger);
   // gRPC messages carry batches of adds: room for two of the largest entries plus framing.
   const host = new ServiceHost({
@@ -81,7 +86,7 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
   });
   const metrics = new BookieMetrics(host.metrics);
   const journal = new FileJournal({
-    dir: config.journalDir ? resolve(config.journalDir) : join(dataDir, 'journal'), groupWaitMs: config.journalGroupWaitMs, maxGroupBytes: config.journalMaxGroupBytes,
+    dir: journalDir, groupWaitMs: config.journalGroupWaitMs, maxGroupBytes: config.journalMaxGroupBytes,
     maxFileBytes: config.journalMaxFileBytes, logger,
     onSync: (records, bytes, ms) => {
       metrics.fsyncs.inc();
@@ -97,6 +102,7 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
     indexCacheBytes: config.indexCacheBytes, maxOpenWriters: config.maxOpenWriters, writeBackBytes: config.segmentWriteBackBytes,
     onWriteBack: (ms) => metrics.segmentWriteBack.observe(ms / 1000), logger,
   });
+  // Both known only once started: the id from the cookie, the address after binding (when not advertised).
   let bookieId = config.bookieId;
   let address = config.advertisedAddress;
   const store = new BookieStore({
@@ -129,27 +135,10 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
 
   let metadata = deps.metadata;
   let ownsMetadata = false;
-  const components: Component[] = [
-    { name: 'storage', start: () => store.start(), stop: () => store.stop() },
-    {
-      name: 'disk-monitor',
-      start: () => disk.start(),
-      stop: async () => disk.stop(),
-    },
-    {
-      name: 'service-host',
-      start: async () => {
-        const ports = await host.start();
-        const h = config.grpcHost === '0.0.0.0' || config.grpcHost === '::' ? '127.0.0.1' : config.grpcHost;
-        if (!address) address = `${h}:${ports.grpcPort}`;
-        if (!bookieId) bookieId = address;
-      },
-      stop: () => host.stop(),
-    },
-    // Stops before the host: answer and end open add streams so the gRPC shutdown is quick.
-    { name: 'add-streams', start: async () => undefined, stop: async () => service.drain() },
-  ];
-  if (metadata || config.metadataUrl) {
+  const useMetadata = metadata !== undefined || config.metadataUrl !== '';
+  const grpcH = config.grpcHost === '0.0.0.0' || config.grpcHost === '::' ? '127.0.0.1' : config.grpcHost;
+  const components: Component[] = [];
+  if (useMetadata) {
     components.push({
       name: 'metadata',
       start: async () => {
@@ -162,6 +151,41 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
         if (ownsMetadata) await metadata?.close();
       },
     });
+  } else {
+    logger.warn('no metadataUrl: running without registration or garbage collection');
+  }
+  components.push(
+    {
+      name: 'identity',
+      start: async () => {
+        const identity = await establishIdentity({
+          dataDir, journalDir: config.journalDir ? journalDir : undefined, cluster: config.cluster, configuredId: config.bookieId,
+          expectedAddress: address || (config.grpcPort !== 0 ? `${grpcH}:${config.grpcPort}` : undefined),
+          metadata, sessionTtlMs: config.sessionTtlMs, logger, clock: deps.clock ?? systemClock,
+        });
+        bookieId = identity.bookieId;
+        if (identity.origin !== 'cookie') logger.info({ bookieId, origin: identity.origin }, 'bookie identity established');
+      },
+      stop: async () => undefined,
+    },
+    { name: 'storage', start: () => store.start(), stop: () => store.stop() },
+    {
+      name: 'disk-monitor',
+      start: () => disk.start(),
+      stop: async () => disk.stop(),
+    },
+    {
+      name: 'service-host',
+      start: async () => {
+        const ports = await host.start();
+        if (!address) address = `${grpcH}:${ports.grpcPort}`;
+      },
+      stop: () => host.stop(),
+    },
+    // Stops before the host: answer and end open add streams so the gRPC shutdown is quick.
+    { name: 'add-streams', start: async () => undefined, stop: async () => service.drain() },
+  );
+  if (useMetadata) {
     components.push({
       name: 'registration',
       start: async () => {
@@ -189,8 +213,6 @@ export async function startBookie(config: BookieConfig, deps: BookieDeps): Promi
         stop: async () => gc?.stop(),
       });
     }
-  } else {
-    logger.warn('no metadataUrl: running without registration or garbage collection');
   }
   components.push({
     name: 'ready',

@@ -59,7 +59,8 @@ const registration = async (id: string) => {
 describe('bookie registration', () => {
   it('registers under bookies/available/<id> on a session that dies with the process', async () => {
     const bookie = await startBookie();
-    expect(bookie.bookieId).toBe(bookie.address);
+    // The id is the cookie's (generated on first start, decision 0088), the address a field.
+    expect(bookie.bookieId).toMatch(/^bk-[0-9a-f]{16}$/);
     const reg = await registration(bookie.bookieId);
     expect(reg).toMatchObject({ id: bookie.bookieId, address: bookie.address, readOnly: false });
     expect(reg?.httpAddress).toBe(`127.0.0.1:${bookie.httpPort}`);

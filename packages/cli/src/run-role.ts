@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, describeConfig, loadConfig, type ConfigSpec } from '@strata/runtime';
+import { ConfigError, createLogger, ErrorCode, describeConfig, loadConfig, type ConfigSpec } from '@strata/runtime';
 import type { Role, RunningRole } from './roles.js';
 
 /** Exit codes: 2 for bad configuration (one line naming the field), 1 for a failure to start. */
@@ -34,6 +34,11 @@ export async function runRole(role: Pick<Role, 'name' | 'summary' | 'spec'>, arg
   try {
     running = await start(config, logger);
   } catch (err) {
+    // A start-up check that found the configuration wrong (e.g. a bookie's cookie, decision 0088): exit 2.
+    if ((err as { code?: unknown }).code === ErrorCode.CONFIG) {
+      process.stderr.write(`strata ${role.name}: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(EXIT_CONFIG);
+    }
     logger.fatal({ err }, 'failed to start');
     process.stderr.write(`strata ${role.name}: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(EXIT_START_FAILED);

@@ -59,26 +59,22 @@ export class GrpcBookieTransport implements BookieTransport {
   }
 
   async read(bookieId: string, request: ReadRequest, signal?: AbortSignal): Promise<StoredEntryData[]> {
-    const client = await this.client(bookieId);
-    const res = await this.unary<{ entries: Array<{ entryId: number; payload: Buffer; crc32c: number }> }>(signal, (opts, cb) =>
+    const res = await this.call<{ entries: Array<{ entryId: number; payload: Buffer; crc32c: number }> }>(bookieId, signal, (client, opts, cb) =>
       client.readEntries({ ledgerId: request.ledgerId, firstEntryId: request.firstEntryId, lastEntryId: request.lastEntryId, maxBytes: request.maxBytes }, opts, cb));
     return res.entries.map((e) => ({ entryId: Number(e.entryId), payload: e.payload, crc32c: e.crc32c >>> 0 }));
   }
 
   async readLastAddConfirmed(bookieId: string, ledgerId: number, signal?: AbortSignal): Promise<number> {
-    const client = await this.client(bookieId);
-    const res = await this.unary<{ lastAddConfirmed: number }>(signal, (opts, cb) => client.readLastAddConfirmed({ ledgerId }, opts, cb));
+    const res = await this.call<{ lastAddConfirmed: number }>(bookieId, signal, (client, opts, cb) => client.readLastAddConfirmed({ ledgerId }, opts, cb));
     return Number(res.lastAddConfirmed);
   }
 
   async fence(bookieId: string, ledgerId: number, signal?: AbortSignal): Promise<BookieLedgerState> {
-    const client = await this.client(bookieId);
-    return toState(await this.unary<LedgerStateResponse__Output>(signal, (opts, cb) => client.fence({ ledgerId }, opts, cb)));
+    return toState(await this.call<LedgerStateResponse__Output>(bookieId, signal, (client, opts, cb) => client.fence({ ledgerId }, opts, cb)));
   }
 
   async getLedgerState(bookieId: string, ledgerId: number, signal?: AbortSignal): Promise<BookieLedgerState> {
-    const client = await this.client(bookieId);
-    return toState(await this.unary<LedgerStateResponse__Output>(signal, (opts, cb) => client.getLedgerState({ ledgerId }, opts, cb)));
+    return toState(await this.call<LedgerStateResponse__Output>(bookieId, signal, (client, opts, cb) => client.getLedgerState({ ledgerId }, opts, cb)));
   }
 
   async close(): Promise<void> {
@@ -100,6 +96,23 @@ export class GrpcBookieTransport implements BookieTransport {
   private async client(bookieId: string): Promise<BookieClient> {
     if (this.closed) throw new StrataError(ErrorCode.UNAVAILABLE, 'transport closed', { retriable: false });
     return this.connection(bookieId).client();
+  }
+
+  /**
+   * A unary call. A bookie keeps its id across restarts but may come back at another address
+   * (decision 0088): on UNAVAILABLE the address is looked up again, and if it moved the call is
+   * made once more at the new one. At most one retry, so a bookie that is really down fails fast.
+   */
+  private async call<T>(bookieId: string, signal: AbortSignal | undefined, call: (client: BookieClient, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: T) => void) => grpc.ClientUnaryCall): Promise<T> {
+    const client = await this.client(bookieId);
+    try {
+      return await this.unary<T>(signal, (opts, cb) => call(client, opts, cb));
+    } catch (err) {
+      if ((err as StrataError).code !== ErrorCode.UNAVAILABLE || signal?.aborted || this.closed) throw err;
+      if (!(await this.connection(bookieId).moved().catch(() => false))) throw err;
+      const moved = await this.client(bookieId);
+      return this.unary<T>(signal, (opts, cb) => call(moved, opts, cb));
+    }
   }
 
   private unary<T>(signal: AbortSignal | undefined, call: (opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: T) => void) => grpc.ClientUnaryCall): Promise<T> {
@@ -239,6 +252,19 @@ class BookieConnection {
     // The next add looks the address up again: a restarted bookie may listen elsewhere.
     this.grpcClient?.close();
     this.grpcClient = undefined;
+  }
+
+  /**
+   * Looks the address up again; if the bookie registered another one since this connection was made,
+   * drops the connection (failing the adds pending on it) so that the next call connects there.
+   */
+  async moved(): Promise<boolean> {
+    const current = this.address;
+    const address = await this.registry.address(this.bookieId);
+    if (!address || address === current) return false;
+    this.log.info({ from: current, to: address }, 'bookie moved to another address');
+    this.failStream(new StrataError(ErrorCode.UNAVAILABLE, `bookie ${this.bookieId} moved from ${current ?? '?'} to ${address}`));
+    return true;
   }
 
   private async ensureClient(): Promise<void> {

@@ -126,9 +126,12 @@ export class BookieProcess {
     this.child?.kill('SIGCONT');
   }
 
-  /** Starts the process again on the same data dir and port (after kill or stop). */
-  async restart(): Promise<void> {
+  /**
+   * Starts the process again on the same data dir (after kill or stop), on the same port unless
+   * `grpcPort` is given (0: a free one), so a test can move a bookie to another address.
+   */
+  async restart(options: { grpcPort?: number } = {}): Promise<void> {
     if (this.running) throw new Error('bookie is still running');
-    await this.launch(this.grpcPort);
+    await this.launch(options.grpcPort ?? this.grpcPort);
   }
 }

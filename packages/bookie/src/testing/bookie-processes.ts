@@ -4,7 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createMetadataStore } from '@strata/coordinator';
 import { freePort } from '@strata/coordinator/testing';
+import { silentLogger } from '@strata/runtime';
+import { COOKIES_PREFIX } from '../server/identity.js';
 
 interface BookieProc {
   id: string;
@@ -40,7 +43,7 @@ export interface BookieProcessesOptions {
  * await bookies.kill('b1');    // SIGKILL, waits for exit
  * await bookies.start('b1');   // same ports, same data dir: journal replay
  * bookies.pause('b1'); bookies.resume('b1'); // SIGSTOP / SIGCONT
- * await bookies.destroy('b1'); // kill and delete its data for good
+ * await bookies.destroy('b1'); // kill and delete its data (and its cookie record) for good
  * await bookies.stop();        // in afterAll: SIGKILL all by pid, delete temp dirs
  * ```
  * The process is `node packages/cli/dist/bin.js bookie ...` (the real `strata bookie`); with
@@ -122,10 +125,20 @@ export class BookieProcesses {
     this.get(id).process?.kill('SIGCONT');
   }
 
-  /** Kill and remove its data: the bookie is gone for good. */
+  /**
+   * Kill and remove its data: the bookie is gone for good. Its cookie record goes too, as an operator
+   * retires a lost bookie's id (decision 0088), so that a later start(id) is a new, empty bookie under
+   * the same id rather than a refused start.
+   */
   async destroy(id: string): Promise<void> {
     await this.kill(id);
     await rm(this.get(id).dataDir, { recursive: true, force: true });
+    const store = await createMetadataStore(this.options.metadataUrl, { logger: silentLogger(), cluster: this.options.cluster ?? 'standalone' });
+    try {
+      await store.delete(COOKIES_PREFIX + id);
+    } finally {
+      await store.close();
+    }
   }
 
   async stop(): Promise<void> {
