@@ -168,9 +168,12 @@ export class BrokerService {
     return chosen.length;
   }
 
-  /** Stats of every open topic (for the per-topic metrics). */
-  topicStats(): TopicStats[] {
-    return [...this.open].map((t) => t.stats(''));
+  /** Stats and consumer count of every open topic (what the per-topic metrics report). */
+  topicSamples(): Array<{ stats: TopicStats; consumers: number }> {
+    return [...this.open].map((t) => {
+      const stats = t.stats('');
+      return { stats, consumers: consumerCount(stats) };
+    });
   }
 
   /**

@@ -109,7 +109,7 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
   const limiter = new PublishLimiter(config.maxPendingPublishesPerBroker);
   const metrics = new BrokerMetrics(host.metrics, {
     topicsLoaded: () => service?.loadedTopicCount ?? 0, pendingPublishes: () => limiter.inFlight,
-    topicStats: () => service?.topicStats() ?? [], maxTopics: config.metricsMaxTopics,
+    topics: () => service?.topicSamples() ?? [], maxTopics: config.metricsMaxTopics,
   });
 
   const components: Component[] = [
