@@ -4,14 +4,14 @@ import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
 import {
   field, Lifecycle, loadProtos, Random, ServiceHost, systemClock, type Clock, type Component, type ConfigValues, type Logger,
 } from '@strata/runtime';
-import { BrokerService } from './broker-service.js';
+import { BrokerService } from './topics/broker-service.js';
 import type { ProtoGrpcType as AdminProto } from './generated/admin.js';
 import type { ProtoGrpcType as BrokerProto } from './generated/broker.js';
-import { adminHandlers, brokerHandlers } from './grpc-services.js';
+import { adminHandlers, brokerHandlers } from './transport/grpc-services.js';
 import { OwnershipManager } from './ownership/index.js';
 import { BrokerMetrics } from './metrics.js';
-import { PublishLimiter } from './producer-stream.js';
-import { NamespaceResources, type NamespacePolicies } from './resources.js';
+import { PublishLimiter } from './transport/producer-stream.js';
+import { NamespaceResources, type NamespacePolicies } from './resources/namespace-resources.js';
 import { createManagedLedgerFactory } from './storage/factory.js';
 
 const MiB = 1024 * 1024;

@@ -1,19 +1,19 @@
 import type * as grpc from '@grpc/grpc-js';
 import { toGrpcError, type Logger } from '@strata/runtime';
-import type { BrokerService } from './broker-service.js';
+import type { BrokerService } from '../topics/broker-service.js';
 import { bundleForHash, namespaceBundles, splitBundlePolicy, type BundleSpec } from '@strata/coordinator';
 import { handleConsume } from './consumer-stream.js';
-import { InvalidRequestError, NotFoundError, ServiceNotReadyError, UnimplementedError } from './errors.js';
-import type { AdminHandlers } from './generated/strata/broker/v1/Admin.js';
-import type { BrokerHandlers } from './generated/strata/broker/v1/Broker.js';
-import type { NamespacePolicies as PoliciesMessage } from './generated/strata/broker/v1/NamespacePolicies.js';
-import type { NamespacePolicies__Output } from './generated/strata/broker/v1/NamespacePolicies.js';
-import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
-import { parseNamespace, topicHash, TopicName } from './names.js';
-import type { OwnershipManager } from './ownership/index.js';
+import { InvalidRequestError, NotFoundError, ServiceNotReadyError, UnimplementedError } from '../errors.js';
+import type { AdminHandlers } from '../generated/strata/broker/v1/Admin.js';
+import type { BrokerHandlers } from '../generated/strata/broker/v1/Broker.js';
+import type { NamespacePolicies as PoliciesMessage } from '../generated/strata/broker/v1/NamespacePolicies.js';
+import type { NamespacePolicies__Output } from '../generated/strata/broker/v1/NamespacePolicies.js';
+import type { TopicStats } from '../generated/strata/broker/v1/TopicStats.js';
+import { parseNamespace, topicHash, TopicName } from '../names.js';
+import type { OwnershipManager } from '../ownership/index.js';
 import { handleProduce, type PublishLimiter } from './producer-stream.js';
-import type { BrokerMetrics } from './metrics.js';
-import type { NamespacePolicies } from './resources.js';
+import type { BrokerMetrics } from '../metrics.js';
+import type { NamespacePolicies } from '../resources/namespace-resources.js';
 
 export interface GrpcContext {
   service: BrokerService;
