@@ -7,7 +7,8 @@ import {
 import { BrokerService } from './topics/broker-service.js';
 import type { ProtoGrpcType as AdminProto } from './generated/admin.js';
 import type { ProtoGrpcType as BrokerProto } from './generated/broker.js';
-import { adminHandlers, brokerHandlers } from './transport/grpc-services.js';
+import { adminHandlers } from './admin/admin-handlers.js';
+import { brokerHandlers } from './transport/broker-handlers.js';
 import { OwnershipManager } from './ownership/index.js';
 import { BrokerMetrics } from './metrics.js';
 import { PublishLimiter } from './transport/producer-stream.js';
