@@ -4,15 +4,17 @@ import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
 import {
   field, Lifecycle, loadProtos, Random, ServiceHost, systemClock, type CallGate, type Clock, type Component, type ConfigValues, type Logger,
 } from '@strata/runtime';
-import { BrokerService } from './broker-service.js';
+import { BrokerService } from './topics/broker-service.js';
 import type { ProtoGrpcType as AdminProto } from './generated/admin.js';
 import type { ProtoGrpcType as BrokerProto } from './generated/broker.js';
-import { adminHandlers, brokerHandlers } from './grpc-services.js';
-import { adminAccess, brokerAccess } from './transport/access.js';
+import { adminHandlers } from './admin/admin-handlers.js';
+import { brokerHandlers } from './transport/broker-handlers.js';
+import { adminAccess } from './admin/admin-access.js';
+import { brokerAccess } from './transport/broker-access.js';
 import { OwnershipManager } from './ownership/index.js';
 import { BrokerMetrics } from './metrics.js';
-import { PublishLimiter } from './producer-stream.js';
-import { NamespaceResources, type NamespacePolicies } from './resources.js';
+import { PublishLimiter } from './transport/producer-stream.js';
+import { NamespaceResources, type NamespacePolicies } from './resources/namespace-resources.js';
 import { createManagedLedgerFactory } from './storage/factory.js';
 
 const MiB = 1024 * 1024;
@@ -112,7 +114,7 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
   const limiter = new PublishLimiter(config.maxPendingPublishesPerBroker);
   const metrics = new BrokerMetrics(host.metrics, {
     topicsLoaded: () => service?.loadedTopicCount ?? 0, pendingPublishes: () => limiter.inFlight,
-    topicStats: () => service?.topicStats() ?? [], maxTopics: config.metricsMaxTopics,
+    topics: () => service?.topicSamples() ?? [], maxTopics: config.metricsMaxTopics,
   });
 
   const components: Component[] = [

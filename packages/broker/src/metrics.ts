@@ -1,6 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
-import { consumerCount } from './topic.js';
 
 /**
  * The broker's Prometheus metrics (on the ServiceHost's registry, served at /metrics): broker-wide ones,
@@ -20,7 +19,7 @@ export class BrokerMetrics {
 
   constructor(
     registry: Registry,
-    gauges: { topicsLoaded: () => number; pendingPublishes: () => number; topicStats: () => TopicStats[]; maxTopics: number },
+    gauges: { topicsLoaded: () => number; pendingPublishes: () => number; topics: () => TopicSample[]; maxTopics: number },
   ) {
     const registers = [registry];
     this.publishedEntries = new Counter({ name: 'broker_publish_entries_total', help: 'Batches answered, by result (stored, duplicate, or the error code)', labelNames: ['result'], registers });
@@ -36,32 +35,42 @@ export class BrokerMetrics {
     this.droppedNonPersistent = new Counter({ name: 'broker_non_persistent_dropped_entries_total', help: 'Non-persistent entries dropped for lack of permits', registers });
     new Gauge({ name: 'broker_topics_loaded', help: 'Topics loaded on this broker', registers, collect() { this.set(gauges.topicsLoaded()); } });
     new Gauge({ name: 'broker_pending_publishes', help: 'Batches accepted and not yet answered (broker-wide)', registers, collect() { this.set(gauges.pendingPublishes()); } });
-    if (gauges.maxTopics > 0) topicGauges(registry, () => busiestTopics(gauges.topicStats(), gauges.maxTopics));
+    if (gauges.maxTopics > 0) topicGauges(registry, () => busiestTopics(gauges.topics(), gauges.maxTopics));
   }
 }
 
+/**
+ * One loaded topic as the per-topic gauges report it. The caller (the topic registry) fills it: the
+ * metrics know nothing of topics beyond these numbers, so they import no topic code.
+ */
+export interface TopicSample {
+  stats: TopicStats;
+  /** Consumers connected to the topic, over all its subscriptions. */
+  consumers: number;
+}
+
 /** The `n` topics with the highest message rate in + out (ties by name, so a scrape is stable). */
-export function busiestTopics(stats: readonly TopicStats[], n: number): TopicStats[] {
-  const rate = (t: TopicStats) => Number(t.msgRateIn ?? 0) + Number(t.msgRateOut ?? 0);
-  return [...stats].sort((a, b) => rate(b) - rate(a) || String(a.topic).localeCompare(String(b.topic))).slice(0, n);
+export function busiestTopics(samples: readonly TopicSample[], n: number): TopicSample[] {
+  const rate = ({ stats: t }: TopicSample) => Number(t.msgRateIn ?? 0) + Number(t.msgRateOut ?? 0);
+  return [...samples].sort((a, b) => rate(b) - rate(a) || String(a.stats.topic).localeCompare(String(b.stats.topic))).slice(0, n);
 }
 
 /** Per-topic and per-subscription gauges, filled from one stats snapshot per scrape. */
-function topicGauges(registry: Registry, snapshot: () => TopicStats[]): void {
+function topicGauges(registry: Registry, snapshot: () => TopicSample[]): void {
   // prom-client collects metric by metric: they share the snapshot taken by the first of one scrape.
-  let current: { at: number; stats: TopicStats[] } | undefined;
-  const stats = () => {
+  let current: { at: number; samples: TopicSample[] } | undefined;
+  const samples = () => {
     const now = Date.now();
-    if (!current || now - current.at > 1_000) current = { at: now, stats: snapshot() };
-    return current.stats;
+    if (!current || now - current.at > 1_000) current = { at: now, samples: snapshot() };
+    return current.samples;
   };
   const registers = [registry];
-  const perTopic = (name: string, help: string, value: (t: TopicStats) => number) =>
+  const perTopic = (name: string, help: string, value: (t: TopicStats, sample: TopicSample) => number) =>
     new Gauge({
       name, help, labelNames: ['topic'], registers,
       collect() {
         this.reset();
-        for (const t of stats()) this.set({ topic: String(t.topic) }, value(t));
+        for (const sample of samples()) this.set({ topic: String(sample.stats.topic) }, value(sample.stats, sample));
       },
     });
   const perSubscription = (name: string, help: string, value: (s: NonNullable<TopicStats['subscriptions']>[number]) => number) =>
@@ -69,7 +78,7 @@ function topicGauges(registry: Registry, snapshot: () => TopicStats[]): void {
       name, help, labelNames: ['topic', 'subscription'], registers,
       collect() {
         this.reset();
-        for (const t of stats()) for (const s of t.subscriptions ?? []) this.set({ topic: String(t.topic), subscription: String(s.name) }, value(s));
+        for (const { stats: t } of samples()) for (const s of t.subscriptions ?? []) this.set({ topic: String(t.topic), subscription: String(s.name) }, value(s));
       },
     });
   perTopic('broker_topic_msg_rate_in', 'Messages per second published to the topic (recent rate)', (t) => Number(t.msgRateIn ?? 0));
@@ -80,7 +89,7 @@ function topicGauges(registry: Registry, snapshot: () => TopicStats[]): void {
   perTopic('broker_topic_msg_backlog', 'Messages not yet acknowledged by the topic\'s slowest subscription', (t) => Number(t.backlogSize ?? 0));
   perTopic('broker_topic_producers', 'Producers connected to the topic', (t) => t.publishers?.length ?? 0);
   perTopic('broker_topic_subscriptions', 'Subscriptions of the topic', (t) => t.subscriptions?.length ?? 0);
-  perTopic('broker_topic_consumers', 'Consumers connected to the topic, all subscriptions', consumerCount);
+  perTopic('broker_topic_consumers', 'Consumers connected to the topic, all subscriptions', (_t, sample) => sample.consumers);
   perSubscription('broker_subscription_msg_backlog', 'Messages of the topic the subscription has not acknowledged', (s) => Number(s.msgBacklog ?? 0));
   perSubscription('broker_subscription_msg_rate_out', 'Messages per second delivered to the subscription', (s) => Number(s.msgRateOut ?? 0));
   perSubscription('broker_subscription_unacked_messages', 'Messages delivered to the subscription\'s consumers and not acknowledged', (s) => Number(s.unackedMessages ?? 0));

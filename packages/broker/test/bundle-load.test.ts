@@ -1,6 +1,6 @@
 import { namespaceBundles } from '@strata/coordinator';
 import { describe, expect, test } from 'vitest';
-import { bundleLoads, type TopicLoad } from '../src/bundle-load.js';
+import { bundleLoads, type TopicLoad } from '../src/ownership/bundle-load.js';
 
 const topic = (namespace: string, hash: number, extra: Partial<TopicLoad> = {}): TopicLoad => ({
   namespace, hash, producers: 1, consumers: 2, msgRateIn: 10, msgRateOut: 20, msgThroughputIn: 100, msgThroughputOut: 200, ...extra,

@@ -1,10 +1,10 @@
 import { Random, silentLogger, systemClock } from '@strata/runtime';
 import { describe, expect, it } from 'vitest';
-import { encodeEnvelope } from '../src/codec.js';
-import { Consumer, type DispatchEntry, type SubscriptionType } from '../src/consumer.js';
-import { RateMeter } from '../src/rate.js';
+import { encodeEnvelope } from '../src/topics/codec.js';
+import { Consumer, type DispatchEntry, type SubscriptionType } from '../src/topics/consumer.js';
+import { RateMeter } from '../src/topics/rate.js';
 import type { Cursor, Entry, ManagedLedger, Position } from '../src/storage/index.js';
-import { keyHashOf, Subscription } from '../src/subscription.js';
+import { keyHashOf, Subscription } from '../src/topics/subscription.js';
 
 /** A hand-written fake of the storage seam: one ledger (id 1) of entries in memory. */
 class FakeLedger {

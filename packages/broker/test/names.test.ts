@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { bundleOf, computeBundles, formatRange, SingleBrokerOwnership } from '../src/bundles.js';
+import { bundleOf, computeBundles, formatRange, SingleBrokerOwnership } from '../src/ownership/bundles.js';
 import { parseNamespace, topicHash, TopicName } from '../src/names.js';
-import { PublishLimiter } from '../src/producer-stream.js';
-import { RateMeter } from '../src/rate.js';
-import { keyHashOf } from '../src/subscription.js';
+import { PublishLimiter } from '../src/transport/producer-stream.js';
+import { RateMeter } from '../src/topics/rate.js';
+import { keyHashOf } from '../src/topics/subscription.js';
 
 describe('topic names', () => {
   it('parses full, three-part and short names', () => {

@@ -16,7 +16,7 @@ import {
 } from '@strata/coordinator';
 import { EtcdCluster } from '@strata/coordinator/testing';
 import { Random, silentLogger } from '@strata/runtime';
-import { computeBundles, formatRange } from '../src/bundles.js';
+import { computeBundles, formatRange } from '../src/ownership/bundles.js';
 import { TopicName } from '../src/names.js';
 import { OwnershipManager, type OwnershipManagerOptions } from '../src/ownership/index.js';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../src/testing/index.js';
-import { keyHashOf } from '../src/subscription.js';
+import { keyHashOf } from '../src/topics/subscription.js';
 import { brokerClient, sleep, TestConsumer, TestProducer, uniqueTopic } from './helpers.js';
 import type { BrokerClient } from '../src/generated/strata/broker/v1/Broker.js';
 

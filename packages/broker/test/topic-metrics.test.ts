@@ -1,25 +1,25 @@
 // Which topics get topic-level metrics: at most N, the busiest (rate in + out) first, ties by name.
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { BrokerMetrics, busiestTopics } from '../src/metrics.js';
+import { BrokerMetrics, busiestTopics, type TopicSample } from '../src/metrics.js';
 import type { TopicStats } from '../src/generated/strata/broker/v1/TopicStats.js';
 
-const topic = (name: string, msgRateIn: number, msgRateOut = 0, subscriptions: TopicStats['subscriptions'] = []): TopicStats =>
-  ({ topic: `persistent://public/default/${name}`, msgRateIn, msgRateOut, storageSize: 10, backlogSize: 3, publishers: [], subscriptions });
+const topic = (name: string, msgRateIn: number, msgRateOut = 0, subscriptions: TopicStats['subscriptions'] = [], consumers = 0): TopicSample =>
+  ({ stats: { topic: `persistent://public/default/${name}`, msgRateIn, msgRateOut, storageSize: 10, backlogSize: 3, publishers: [], subscriptions }, consumers });
 
 describe('topic-level metrics', () => {
   it('keeps the n busiest topics, ties by name', () => {
     const all = [topic('quiet', 0), topic('b', 5, 5), topic('hot', 100), topic('a', 5, 5), topic('out', 0, 50)];
-    expect(busiestTopics(all, 3).map((t) => t.topic)).toEqual(['hot', 'out', 'a'].map((n) => `persistent://public/default/${n}`));
+    expect(busiestTopics(all, 3).map((t) => t.stats.topic)).toEqual(['hot', 'out', 'a'].map((n) => `persistent://public/default/${n}`));
     expect(busiestTopics(all, 0)).toEqual([]);
     expect(busiestTopics(all, 10)).toHaveLength(5);
   });
 
   it('exports at most maxTopics topics with their subscriptions, and none with maxTopics 0', async () => {
-    const stats = [topic('hot', 100, 0, [{ name: 's1', msgBacklog: 7, msgRateOut: 1, unackedMessages: 2, consumers: [{}, {}] }]), topic('cold', 1)];
+    const stats = [topic('hot', 100, 0, [{ name: 's1', msgBacklog: 7, msgRateOut: 1, unackedMessages: 2, consumers: [{}, {}] }], 2), topic('cold', 1)];
     const scrape = async (maxTopics: number) => {
       const registry = new Registry();
-      new BrokerMetrics(registry, { topicsLoaded: () => stats.length, pendingPublishes: () => 0, topicStats: () => stats, maxTopics });
+      new BrokerMetrics(registry, { topicsLoaded: () => stats.length, pendingPublishes: () => 0, topics: () => stats, maxTopics });
       return registry.metrics();
     };
     const one = await scrape(1);

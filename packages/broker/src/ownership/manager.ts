@@ -8,8 +8,8 @@ import {
   type LoadReport, type MetadataStore, type OwnershipRecord, type Session,
 } from '@strata/coordinator';
 import { backoffMs, ErrorCode, sleep, StrataError, systemClock, type Clock, type Logger, Random } from '@strata/runtime';
-import type { BundleOwner, OwnershipView } from '../bundles.js';
-import { bundleLoads, type TopicLoad } from '../bundle-load.js';
+import type { BundleOwner, OwnershipView } from './bundles.js';
+import { bundleLoads, type TopicLoad } from './bundle-load.js';
 import { ServiceNotReadyError } from '../errors.js';
 import { topicHash, type TopicName } from '../names.js';
 

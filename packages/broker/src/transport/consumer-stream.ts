@@ -1,15 +1,15 @@
 import type * as grpc from '@grpc/grpc-js';
 import { asStrataError, ErrorCode, type Logger } from '@strata/runtime';
-import type { BrokerService } from './broker-service.js';
-import type { Consumer, DispatchEntry, SubscriptionType } from './consumer.js';
-import { InvalidRequestError } from './errors.js';
-import type { ConsumerCommand__Output } from './generated/strata/broker/v1/ConsumerCommand.js';
-import type { ConsumerEvent } from './generated/strata/broker/v1/ConsumerEvent.js';
-import type { MessageId__Output } from './generated/strata/broker/v1/MessageId.js';
-import type { Subscribe__Output } from './generated/strata/broker/v1/Subscribe.js';
-import { NAME_MAX_CHARS, TopicName } from './names.js';
-import type { InitialPosition, Position } from './storage/index.js';
-import type { Topic, TopicSubscription } from './topic.js';
+import type { BrokerService } from '../topics/broker-service.js';
+import type { Consumer, DispatchEntry, SubscriptionType } from '../topics/consumer.js';
+import { InvalidRequestError } from '../errors.js';
+import type { ConsumerCommand__Output } from '../generated/strata/broker/v1/ConsumerCommand.js';
+import type { ConsumerEvent } from '../generated/strata/broker/v1/ConsumerEvent.js';
+import type { MessageId__Output } from '../generated/strata/broker/v1/MessageId.js';
+import type { Subscribe__Output } from '../generated/strata/broker/v1/Subscribe.js';
+import { NAME_MAX_CHARS, TopicName } from '../names.js';
+import type { InitialPosition, Position } from '../storage/index.js';
+import type { Topic, TopicSubscription } from '../topics/topic.js';
 
 export interface ConsumerStreamContext {
   service: BrokerService;

@@ -1,14 +1,14 @@
 import type { Clock, Logger, Random } from '@strata/runtime';
-import type { BundleOwner, OwnershipView } from './bundles.js';
-import type { TopicLoad } from './bundle-load.js';
-import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
+import type { BundleOwner, OwnershipView } from '../ownership/bundles.js';
+import type { TopicLoad } from '../ownership/bundle-load.js';
+import type { TopicStats } from '../generated/strata/broker/v1/TopicStats.js';
 import { publishTimeOf } from './codec.js';
-import { ConsumerBusyError, InvalidRequestError, NotFoundError, NotOwnerError, ServiceNotReadyError, TooManyRequestsError } from './errors.js';
-import { topicHash, TopicName } from './names.js';
+import { ConsumerBusyError, InvalidRequestError, NotFoundError, NotOwnerError, ServiceNotReadyError, TooManyRequestsError } from '../errors.js';
+import { topicHash, TopicName } from '../names.js';
 import { NonPersistentTopic } from './non-persistent-topic.js';
-import type { BrokerMetrics } from './metrics.js';
-import type { NamespacePolicies, NamespaceResources } from './resources.js';
-import type { ManagedLedgerConfig, ManagedLedgerFactory } from './storage/index.js';
+import type { BrokerMetrics } from '../metrics.js';
+import type { NamespacePolicies, NamespaceResources } from '../resources/namespace-resources.js';
+import type { ManagedLedgerConfig, ManagedLedgerFactory } from '../storage/index.js';
 import { consumerCount, PersistentTopic, type Topic } from './topic.js';
 
 export interface BrokerServiceOptions {
@@ -168,9 +168,12 @@ export class BrokerService {
     return chosen.length;
   }
 
-  /** Stats of every open topic (for the per-topic metrics). */
-  topicStats(): TopicStats[] {
-    return [...this.open].map((t) => t.stats(''));
+  /** Stats and consumer count of every open topic (what the per-topic metrics report). */
+  topicSamples(): Array<{ stats: TopicStats; consumers: number }> {
+    return [...this.open].map((t) => {
+      const stats = t.stats('');
+      return { stats, consumers: consumerCount(stats) };
+    });
   }
 
   /**

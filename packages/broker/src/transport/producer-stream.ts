@@ -1,14 +1,14 @@
 import type * as grpc from '@grpc/grpc-js';
 import { asStrataError, ErrorCode, type Logger } from '@strata/runtime';
-import type { BrokerService } from './broker-service.js';
-import { InvalidRequestError, TooManyRequestsError } from './errors.js';
-import type { ProducerCommand__Output } from './generated/strata/broker/v1/ProducerCommand.js';
-import type { ProducerEvent } from './generated/strata/broker/v1/ProducerEvent.js';
-import type { SendBatch__Output } from './generated/strata/broker/v1/SendBatch.js';
-import { TopicName } from './names.js';
-import type { AccessMode, Producer, PublishResult } from './producer.js';
-import type { BrokerMetrics } from './metrics.js';
-import type { Topic } from './topic.js';
+import type { BrokerService } from '../topics/broker-service.js';
+import { InvalidRequestError, TooManyRequestsError } from '../errors.js';
+import type { ProducerCommand__Output } from '../generated/strata/broker/v1/ProducerCommand.js';
+import type { ProducerEvent } from '../generated/strata/broker/v1/ProducerEvent.js';
+import type { SendBatch__Output } from '../generated/strata/broker/v1/SendBatch.js';
+import { TopicName } from '../names.js';
+import type { AccessMode, Producer, PublishResult } from '../topics/producer.js';
+import type { BrokerMetrics } from '../metrics.js';
+import type { Topic } from '../topics/topic.js';
 
 /**
  * Publishes accepted but not yet answered, across every producer stream of the broker. At the limit

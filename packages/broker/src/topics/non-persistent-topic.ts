@@ -1,14 +1,14 @@
 import type { Clock, Logger } from '@strata/runtime';
 import { Consumer, type DispatchEntry, type SubscriptionType } from './consumer.js';
-import { ConsumerBusyError, MessageTooLargeError, ProducerBusyError, ServiceNotReadyError, UnimplementedError } from './errors.js';
-import type { BatchMetadata__Output } from './generated/strata/broker/v1/BatchMetadata.js';
-import type { MessageId } from './generated/strata/broker/v1/MessageId.js';
-import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
-import type { BrokerMetrics } from './metrics.js';
-import type { TopicName } from './names.js';
+import { ConsumerBusyError, MessageTooLargeError, ProducerBusyError, ServiceNotReadyError, UnimplementedError } from '../errors.js';
+import type { BatchMetadata__Output } from '../generated/strata/broker/v1/BatchMetadata.js';
+import type { MessageId } from '../generated/strata/broker/v1/MessageId.js';
+import type { TopicStats } from '../generated/strata/broker/v1/TopicStats.js';
+import type { BrokerMetrics } from '../metrics.js';
+import type { TopicName } from '../names.js';
 import { Producer, type AccessMode, type ProducerSink, type PublishResult } from './producer.js';
 import { RateMeter } from './rate.js';
-import type { Position } from './storage/index.js';
+import type { Position } from '../storage/index.js';
 import { keyHashOf } from './subscription.js';
 import { checkMetadata, type SubscribeOptions, type Topic, type TopicSubscription } from './topic.js';
 

@@ -1,8 +1,8 @@
 import { namespaceBundles, type MetadataStore } from '@strata/coordinator';
 import { type Logger } from '@strata/runtime';
-import { AlreadyExistsError, ConsumerBusyError, InvalidRequestError, NotFoundError } from './errors.js';
-import { checkTenantName, DEFAULT_NAMESPACE, DEFAULT_TENANT, parseNamespace, TopicName } from './names.js';
-import { MAX_BUNDLES } from './bundles.js';
+import { AlreadyExistsError, ConsumerBusyError, InvalidRequestError, NotFoundError } from '../errors.js';
+import { checkTenantName, DEFAULT_NAMESPACE, DEFAULT_TENANT, parseNamespace, TopicName } from '../names.js';
+import { MAX_BUNDLES } from '../ownership/bundles.js';
 
 /**
  * Tenants, namespaces (with their policies) and partitioned topics, kept in the metadata store:

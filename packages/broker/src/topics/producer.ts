@@ -1,4 +1,4 @@
-import type { ProducerAccessMode } from './generated/strata/broker/v1/ProducerAccessMode.js';
+import type { ProducerAccessMode } from '../generated/strata/broker/v1/ProducerAccessMode.js';
 import type { RateMeter } from './rate.js';
 
 export type AccessMode = Exclude<ProducerAccessMode, number>;

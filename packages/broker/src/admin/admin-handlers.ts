@@ -1,69 +1,25 @@
-import type * as grpc from '@grpc/grpc-js';
-import { toGrpcError, type Logger } from '@strata/runtime';
-import type { BrokerService } from './broker-service.js';
 import { bundleForHash, namespaceBundles, splitBundlePolicy, type BundleSpec } from '@strata/coordinator';
-import { handleConsume } from './consumer-stream.js';
-import { InvalidRequestError, NotFoundError, ServiceNotReadyError, UnimplementedError } from './errors.js';
-import type { AdminHandlers } from './generated/strata/broker/v1/Admin.js';
-import type { BrokerHandlers } from './generated/strata/broker/v1/Broker.js';
-import type { NamespacePolicies as PoliciesMessage } from './generated/strata/broker/v1/NamespacePolicies.js';
-import type { NamespacePolicies__Output } from './generated/strata/broker/v1/NamespacePolicies.js';
-import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
-import { parseNamespace, topicHash, TopicName } from './names.js';
-import type { OwnershipManager } from './ownership/index.js';
-import { handleProduce, type PublishLimiter } from './producer-stream.js';
-import type { BrokerMetrics } from './metrics.js';
-import type { NamespacePolicies } from './resources.js';
+import type { Logger } from '@strata/runtime';
+import { InvalidRequestError, NotFoundError, UnimplementedError } from '../errors.js';
+import type { AdminHandlers } from '../generated/strata/broker/v1/Admin.js';
+import type { NamespacePolicies as PoliciesMessage } from '../generated/strata/broker/v1/NamespacePolicies.js';
+import type { NamespacePolicies__Output } from '../generated/strata/broker/v1/NamespacePolicies.js';
+import type { TopicStats } from '../generated/strata/broker/v1/TopicStats.js';
+import { unary } from '../grpc-unary.js';
+import { parseNamespace, topicHash, TopicName } from '../names.js';
+import type { OwnershipManager } from '../ownership/index.js';
+import type { NamespacePolicies } from '../resources/namespace-resources.js';
+import type { BrokerService } from '../topics/broker-service.js';
 
-export interface GrpcContext {
+/** What the Admin service needs: topics (through the service and its resources) and bundle ownership. */
+export interface AdminHandlersContext {
   service: BrokerService;
-  limiter: PublishLimiter;
-  maxPendingPerProducer: number;
-  maxMessageBytes: number;
   logger: Logger;
-  metrics?: BrokerMetrics;
   /** Bundle ownership (admin list/unload); without it every bundle is reported as this broker's. */
   ownership?: OwnershipManager;
 }
 
-/** Unary handler: the one place a thrown error becomes a gRPC status (+ domain code trailer). */
-function unary<Req, Res>(logger: Logger, name: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    fn(call.request).then(
-      (res) => callback(null, res),
-      (err: unknown) => {
-        logger.debug({ err, method: name }, 'request failed');
-        callback(toGrpcError(err));
-      },
-    );
-  };
-}
-
-export function brokerHandlers(ctx: GrpcContext): BrokerHandlers {
-  const { service, logger } = ctx;
-  return {
-    Lookup: unary(logger, 'Lookup', async (req) => {
-      const name = TopicName.parse(req.topic);
-      const owner = await service.ownership.ownerOf(name);
-      if (!owner) {
-        await service.resources.getPolicies(name.namespaceName); // NOT_FOUND for a namespace that does not exist
-        throw new ServiceNotReadyError(`no broker owns the bundle of ${name} yet; retry`);
-      }
-      return { brokerUrl: owner.url, authoritative: true };
-    }),
-    GetPartitionedTopicMetadata: unary(logger, 'GetPartitionedTopicMetadata', async (req) => {
-      return { partitions: await service.partitions(TopicName.parse(req.topic)) };
-    }),
-    GetLastMessageId: unary(logger, 'GetLastMessageId', async (req) => {
-      const topic = await service.getTopic(TopicName.parse(req.topic), { create: false });
-      return { messageId: topic.lastMessageId() };
-    }),
-    Produce: (call) => handleProduce(call, { ...ctx }),
-    Consume: (call) => handleConsume(call, { service, logger, maxIdsPerCommand: 10_000 }),
-  };
-}
-
-export function adminHandlers(ctx: GrpcContext): AdminHandlers {
+export function adminHandlers(ctx: AdminHandlersContext): AdminHandlers {
   const { service, logger } = ctx;
   const resources = service.resources;
   // Read at call time: the broker learns its address when it binds.

@@ -3,17 +3,17 @@ import { decodeEnvelope, encodeEnvelope } from './codec.js';
 import { Consumer, type SubscriptionType } from './consumer.js';
 import {
   ConsumerBusyError, InvalidRequestError, MessageTooLargeError, ProducerBusyError, ServiceNotReadyError, TooManyRequestsError,
-} from './errors.js';
-import type { BatchMetadata__Output } from './generated/strata/broker/v1/BatchMetadata.js';
-import type { MessageId } from './generated/strata/broker/v1/MessageId.js';
-import type { TopicStats } from './generated/strata/broker/v1/TopicStats.js';
-import type { TopicName } from './names.js';
+} from '../errors.js';
+import type { BatchMetadata__Output } from '../generated/strata/broker/v1/BatchMetadata.js';
+import type { MessageId } from '../generated/strata/broker/v1/MessageId.js';
+import type { TopicStats } from '../generated/strata/broker/v1/TopicStats.js';
+import type { TopicName } from '../names.js';
 import { Producer, type AccessMode, type ProducerSink, type PublishResult } from './producer.js';
 import { RateMeter } from './rate.js';
-import type { BrokerMetrics } from './metrics.js';
-import type { NamespacePolicies } from './resources.js';
+import type { BrokerMetrics } from '../metrics.js';
+import type { NamespacePolicies } from '../resources/namespace-resources.js';
 import type { ConsumerSink } from './consumer.js';
-import type { Cursor, InitialPosition, ManagedLedger, Position } from './storage/index.js';
+import type { Cursor, InitialPosition, ManagedLedger, Position } from '../storage/index.js';
 import { Subscription } from './subscription.js';
 
 /** Cursor holding the dedup snapshot; names with this prefix are reserved for the broker. */

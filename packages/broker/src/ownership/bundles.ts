@@ -1,5 +1,5 @@
-import { InvalidRequestError } from './errors.js';
-import { topicHash, type TopicName } from './names.js';
+import { InvalidRequestError } from '../errors.js';
+import { topicHash, type TopicName } from '../names.js';
 
 /**
  * Namespace bundles: the hash space [0, 2^32) split into `count` equal ranges. A topic belongs to the

@@ -2,12 +2,12 @@ import { crc32c } from '@node-rs/crc32';
 import type { Clock, Logger } from '@strata/runtime';
 import { decodeEnvelope } from './codec.js';
 import { Consumer, type DispatchEntry, type SubscriptionType } from './consumer.js';
-import { ConsumerBusyError, InvalidRequestError } from './errors.js';
-import type { BrokerMetrics } from './metrics.js';
+import { ConsumerBusyError, InvalidRequestError } from '../errors.js';
+import type { BrokerMetrics } from '../metrics.js';
 import { RateMeter } from './rate.js';
 import {
   comparePositions, positionToString, type Cursor, type Entry, type InitialPosition, type ManagedLedger, type Position,
-} from './storage/index.js';
+} from '../storage/index.js';
 
 /** Key_Shared hashes keys into this many slots (as Pulsar's 0..65535 range). */
 export const KEY_HASH_SLOTS = 65536;

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { protosDir } from '@strata/runtime';
-import type { BatchMetadata__Output } from './generated/strata/broker/v1/BatchMetadata.js';
-import type { EntryEnvelope__Output } from './generated/strata/broker/v1/EntryEnvelope.js';
+import type { BatchMetadata__Output } from '../generated/strata/broker/v1/BatchMetadata.js';
+import type { EntryEnvelope__Output } from '../generated/strata/broker/v1/EntryEnvelope.js';
 
 /**
  * Encoding of the ledger entry payload: an EntryEnvelope (messages.proto). Same field naming and

@@ -1,7 +1,7 @@
-import type { EntryEnvelope__Output } from './generated/strata/broker/v1/EntryEnvelope.js';
-import type { HashRange__Output } from './generated/strata/broker/v1/HashRange.js';
+import type { EntryEnvelope__Output } from '../generated/strata/broker/v1/EntryEnvelope.js';
+import type { HashRange__Output } from '../generated/strata/broker/v1/HashRange.js';
 import type { RateMeter } from './rate.js';
-import type { Position } from './storage/index.js';
+import type { Position } from '../storage/index.js';
 
 export type SubscriptionType = 'EXCLUSIVE_SUB' | 'SHARED_SUB' | 'FAILOVER_SUB' | 'KEY_SHARED_SUB';
 
