@@ -117,7 +117,7 @@ describe('@strata/client installed from its tarball', () => {
   it('require(\'@strata/client\') sends and receives (Snappy); .default is the same Pulsar; ./cli is not exported', async () => {
     const topic = `persistent://public/default/pkg-cjs-${randomBytes(4).toString('hex')}`;
     const r = await run(process.execPath, ['cjs.cjs', standalone!.serviceUrl, topic, 'SNAPPY'], app, 45_000);
-    expect(r.stderr).toBe(''); // no ExperimentalWarning either: require(esm) is stable from Node 20.19
+    expect(r.stderr).toBe(''); // from Node 20.19 require(esm) needs no flag and prints no warning
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ hasClient: true, defaultIsPulsar: true, cliBlocked: true, data: 'hello SNAPPY', properties: { via: 'SNAPPY' } });
   }, 60_000);
