@@ -44,7 +44,6 @@ export class AdminApi {
   readonly #stubs: Array<BrokerStubs | undefined>;
   /** The target that answered last: later calls start there. */
   #current = 0;
-
   readonly #callTimeoutMs: number;
 
   /**
@@ -64,7 +63,7 @@ export class AdminApi {
     return (this.#stubs[i] ??= { target, ...createBrokerClients(target) });
   }
 
-  private async call<Req, Res>(pick: (s: BrokerStubs) => grpc.Client, method: string, req: Req): Promise<Res> {
+  async #call<Req, Res>(pick: (s: BrokerStubs) => grpc.Client, method: string, req: Req): Promise<Res> {
     const unreachable: string[] = [];
     for (let n = 0; n < this.#targets.length; n++) {
       const i = (this.#current + n) % this.#targets.length;
@@ -100,70 +99,70 @@ export class AdminApi {
     });
   }
 
-  private a<Req, Res>(method: string, req: Req): Promise<Res> {
-    return this.call((s) => s.admin as unknown as grpc.Client, method, req);
+  #a<Req, Res>(method: string, req: Req): Promise<Res> {
+    return this.#call((s) => s.admin as unknown as grpc.Client, method, req);
   }
 
   async listTenants(): Promise<string[]> {
-    return (await this.a<object, { names: string[] }>('listTenants', {})).names;
+    return (await this.#a<object, { names: string[] }>('listTenants', {})).names;
   }
   async createTenant(tenant: string, adminRoles: string[] = [], allowedClusters: string[] = []): Promise<void> {
-    await this.a('createTenant', { tenant, adminRoles, allowedClusters });
+    await this.#a('createTenant', { tenant, adminRoles, allowedClusters });
   }
   async deleteTenant(tenant: string): Promise<void> {
-    await this.a('deleteTenant', { tenant });
+    await this.#a('deleteTenant', { tenant });
   }
   async listNamespaces(tenant: string): Promise<string[]> {
-    return (await this.a<object, { names: string[] }>('listNamespaces', { tenant })).names;
+    return (await this.#a<object, { names: string[] }>('listNamespaces', { tenant })).names;
   }
   async createNamespace(namespace: string, bundles = 0): Promise<void> {
-    await this.a('createNamespace', { namespace, bundles });
+    await this.#a('createNamespace', { namespace, bundles });
   }
   async deleteNamespace(namespace: string): Promise<void> {
-    await this.a('deleteNamespace', { namespace });
+    await this.#a('deleteNamespace', { namespace });
   }
   async getPolicies(namespace: string): Promise<NamespacePolicies> {
-    return this.a('getNamespacePolicies', { namespace });
+    return this.#a('getNamespacePolicies', { namespace });
   }
   async setPolicies(namespace: string, policies: NamespacePolicies): Promise<void> {
-    await this.a('setNamespacePolicies', { namespace, policies });
+    await this.#a('setNamespacePolicies', { namespace, policies });
   }
   async listTopics(namespace: string): Promise<string[]> {
-    return (await this.a<object, { names: string[] }>('listTopics', { namespace })).names;
+    return (await this.#a<object, { names: string[] }>('listTopics', { namespace })).names;
   }
   async listPartitionedTopics(namespace: string): Promise<string[]> {
-    return (await this.a<object, { names: string[] }>('listPartitionedTopics', { namespace })).names;
+    return (await this.#a<object, { names: string[] }>('listPartitionedTopics', { namespace })).names;
   }
   async createPartitionedTopic(topic: string, partitions: number): Promise<void> {
-    await this.a('createPartitionedTopic', { topic, partitions });
+    await this.#a('createPartitionedTopic', { topic, partitions });
   }
   async deletePartitionedTopic(topic: string, force: boolean): Promise<void> {
-    await this.a('deletePartitionedTopic', { topic, force });
+    await this.#a('deletePartitionedTopic', { topic, force });
   }
   async deleteTopic(topic: string, force: boolean): Promise<void> {
-    await this.a('deleteTopic', { topic, force });
+    await this.#a('deleteTopic', { topic, force });
   }
   async topicStats(topic: string): Promise<TopicStats> {
-    return this.a('getTopicStats', { topic });
+    return this.#a('getTopicStats', { topic });
   }
   async listBrokers(): Promise<BrokerInfo[]> {
-    return (await this.a<object, { brokers: BrokerInfo[] }>('listBrokers', {})).brokers;
+    return (await this.#a<object, { brokers: BrokerInfo[] }>('listBrokers', {})).brokers;
   }
   async listBundles(namespace: string): Promise<BundleInfo[]> {
-    return (await this.a<object, { bundles: BundleInfo[] }>('listBundles', { namespace })).bundles;
+    return (await this.#a<object, { bundles: BundleInfo[] }>('listBundles', { namespace })).bundles;
   }
   async unloadBundle(namespace: string, range: string, destinationBrokerId = ''): Promise<void> {
-    await this.a('unloadBundle', { namespace, range, destinationBrokerId });
+    await this.#a('unloadBundle', { namespace, range, destinationBrokerId });
   }
   async splitBundle(namespace: string, range: string): Promise<void> {
-    await this.a('splitBundle', { namespace, range });
+    await this.#a('splitBundle', { namespace, range });
   }
   async lookupBundle(topic: string): Promise<BundleInfo> {
-    return this.a('lookupBundle', { topic });
+    return this.#a('lookupBundle', { topic });
   }
   /** Partitions of a topic (0 for a non-partitioned one), from the client-facing service. */
   async partitions(topic: string): Promise<number> {
-    return (await this.call<object, { partitions: number }>((s) => s.broker as unknown as grpc.Client, 'getPartitionedTopicMetadata', { topic })).partitions;
+    return (await this.#call<object, { partitions: number }>((s) => s.broker as unknown as grpc.Client, 'getPartitionedTopicMetadata', { topic })).partitions;
   }
 
   /** Closes the channels opened so far; calls made after this fail. */
