@@ -15,7 +15,7 @@ export default tseslint.config(
   },
   {
     // Entry points, scripts and tests may print.
-    files: ['packages/cli/src/**', 'packages/client/src/cli/**', 'scripts/**', '**/test/**', 'test/**', 'deploy/**'],
+    files: ['packages/cli/src/**', 'scripts/**', '**/test/**', 'test/**', 'deploy/**'],
     rules: { 'no-console': 'off' },
   },
 );

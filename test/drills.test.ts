@@ -48,7 +48,7 @@ describe('deploy/k8s/drills', () => {
   const lib = (body: string) => bash(`set -euo pipefail; WORK_DIR='${tmp}'; source deploy/k8s/drills/lib.sh; ${body}`);
 
   it('finds the owner address in `strata admin topics partitioned-lookup --json`', () => {
-    // The CLI prints JSON.stringify(rows, null, 2) (packages/client/src/cli/index.ts).
+    // The CLI prints JSON.stringify(rows, null, 2) (packages/cli/src/commands/index.ts).
     const rows = [{ topic: 'persistent://public/default/t', range: '0x00000000_0x40000000', owner: 'broker-1', url: 'pulsar://10.1.2.3:6650' }];
     writeFileSync(join(tmp, 'lookup.json'), JSON.stringify(rows, null, 2));
     expect(lib(`parse_owner_address < '${tmp}/lookup.json'`).stdout.trim()).toBe('10.1.2.3:6650');

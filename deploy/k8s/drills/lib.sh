@@ -40,7 +40,7 @@ now_ms() { date +%s%3N; }
 
 strata() { platform_cli "$@" --service-url "$SERVICE_URL"; }
 
-# --- parsing the CLI's JSON (no jq needed: the shapes are fixed by packages/client/src/cli) ---------
+# --- parsing the CLI's JSON (no jq needed: the shapes are fixed by packages/cli/src/commands) ---------
 
 # `strata admin topics partitioned-lookup T --json` prints [{"topic":..,"range":..,"owner":..,"url":..}];
 # prints the owner's host:port, nothing when the bundle is unowned.

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The `strata` command. Server roles parse their own flags (packages/runtime config: flags, STRATA_*
-// env vars, a YAML --config file); client commands come from @strata/client.
+// env vars, a YAML --config file); client commands (./commands) use the SDK, @strata/client.
 import { readFileSync } from 'node:fs';
-import { registerClientCommands } from '@strata/client/cli';
+import { registerClientCommands } from './commands/index.js';
 import { Command } from 'commander';
 import { runRole } from './run-role.js';
 

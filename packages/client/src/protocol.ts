@@ -1,9 +1,7 @@
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { protoDescriptor } from './generated/descriptor.js';
 import type { ProtoGrpcType as BrokerGrpc } from './generated/broker.js';
 import type { ProtoGrpcType as AdminGrpc } from './generated/admin.js';
 import type { BrokerClient } from './generated/strata/broker/v1/Broker.js';
@@ -14,27 +12,8 @@ import type { MessageId as WireMessageId, MessageId__Output } from './generated/
 
 export type { BrokerClient, AdminClient, SingleMessage, SingleMessage__Output, EntryEnvelope__Output, MessageId__Output };
 
-const PROTO_FILES = ['strata/broker/v1/broker.proto', 'strata/broker/v1/admin.proto', 'strata/broker/v1/messages.proto'];
-
-/** Must match the flags scripts/gen-protos.mjs gives the type generator. */
-const PROTO_LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
-
-/**
- * Where protos/ is: STRATA_PROTOS_DIR, else the first `protos/` found walking up from this module.
- * The client keeps its own copy of this lookup because it must not depend on server packages.
- */
-export function protosDir(): string {
-  const fromEnv = process.env.STRATA_PROTOS_DIR;
-  if (fromEnv) return fromEnv;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, 'protos');
-    if (existsSync(join(candidate, 'strata', 'broker'))) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find the protos/ directory; set STRATA_PROTOS_DIR');
-    dir = parent;
-  }
-}
+/** Must match the flags scripts/gen-protos.mjs gives the type generator (it applies keepCase: false when it writes the descriptor). */
+const PROTO_LOADER_OPTIONS: protoLoader.Options = { longs: Number, enums: String, defaults: true, oneofs: true };
 
 interface Loaded {
   grpcBroker: BrokerGrpc['strata']['broker']['v1'];
@@ -46,15 +25,17 @@ interface Loaded {
 
 let loaded: Loaded | undefined;
 
+/**
+ * The protos come from a descriptor that scripts/gen-protos.mjs generates from protos/ (broker.proto,
+ * admin.proto, messages.proto, parsed with camelCase field names) and tsc compiles into dist: the SDK reads
+ * no .proto file at run time, so it works the same in this workspace and installed from a tarball.
+ */
 function load(): Loaded {
   if (loaded) return loaded;
-  const dir = protosDir();
-  const definition = protoLoader.loadSync(PROTO_FILES.map((f) => join(dir, f)), { ...PROTO_LOADER_OPTIONS, includeDirs: [dir] });
+  const definition = protoLoader.fromJSON(protoDescriptor, PROTO_LOADER_OPTIONS);
   const pkg = grpc.loadPackageDefinition(definition) as unknown as BrokerGrpc & AdminGrpc;
   // protobufjs directly for the payload messages that never travel as a gRPC argument of their own.
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : join(dir, target));
-  root.loadSync('strata/broker/v1/messages.proto', { keepCase: false });
+  const root = protobuf.Root.fromJSON(protoDescriptor);
   loaded = {
     grpcBroker: pkg.strata.broker.v1,
     grpcAdmin: pkg.strata.broker.v1,

@@ -4,7 +4,8 @@ import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { compress, decompress, type WireCompression } from '../src/compression.js';
 import { MessageId } from '../src/message.js';
-import { decodeMessageBatch, encodeMessageBatch, protosDir, type SingleMessage } from '../src/protocol.js';
+import { protosDir } from '@strata/runtime';
+import { decodeMessageBatch, encodeMessageBatch, type SingleMessage } from '../src/protocol.js';
 
 describe('compression', () => {
   const text = Buffer.from('strata '.repeat(5000));

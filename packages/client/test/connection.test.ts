@@ -8,7 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConnectionPool } from '../src/connection.js';
 import { silentLogger } from '../src/logger.js';
-import { protosDir } from '../src/protocol.js';
+import { protosDir } from '@strata/runtime';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {

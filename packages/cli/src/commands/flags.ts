@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { UsageError } from './errors.js';
-import { fullTopicName, parseServiceUrl as sdkParseServiceUrl } from '../topic.js';
+import { fullTopicName, parseServiceUrl as sdkParseServiceUrl } from '@strata/client/admin';
 
 export const DEFAULT_SERVICE_URL = 'pulsar://localhost:6650';
 

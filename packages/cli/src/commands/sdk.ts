@@ -3,7 +3,7 @@
  * commands make a Client. Keeping the surface this small lets the runners be driven by a test double
  * and keeps the commands honest: they use nothing an application could not.
  */
-import { Client } from '../index.js';
+import { Client } from '@strata/client';
 
 export interface CliMessageId {
   toString(): string;

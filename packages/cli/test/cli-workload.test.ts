@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../src/cli/errors.js';
-import { buildPayloads, parseWorkload } from '../src/cli/workload.js';
+import { UsageError } from '../src/commands/errors.js';
+import { buildPayloads, parseWorkload } from '../src/commands/workload.js';
 
 // The shape of OMB's published workload files (field names as in openmessaging/benchmark).
 const OMB_ONE_TOPIC = `

@@ -1,14 +1,17 @@
 /**
- * The client side of the `strata` CLI: produce, consume, perf and admin. The `strata` bin (packages/cli)
- * calls `registerClientCommands(program)`; each command parses its flags with the pure functions of
- * flags.ts, runs, and on failure prints one line to stderr and sets a non-zero exit code.
+ * The client commands of the `strata` bin: produce, consume, perf and admin. They use the SDK only through
+ * its public entry points (`@strata/client`, and `@strata/client/admin` for the Admin service and the SDK's
+ * reading of service URLs and topic names). The bin (../bin.ts) calls `registerClientCommands(program)`;
+ * each command parses its flags with the pure functions of flags.ts, runs, and on failure prints one line
+ * to stderr and sets a non-zero exit code.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { AdminApi } from '@strata/client/admin';
 import type { PartitionLookup, PolicyFlags } from './admin.js';
 import {
-  AdminApi, listOf, mergePolicies, renderBrokers, renderBundles, renderLookups, renderNames, renderPolicies, renderTopicStats,
+  listOf, mergePolicies, renderBrokers, renderBundles, renderLookups, renderNames, renderPolicies, renderTopicStats,
 } from './admin.js';
 import { UsageError, describeError, exitCodeOf } from './errors.js';
 import type { ConsumeFlags, PerfConsumeFlags, PerfProduceFlags, ProduceFlags } from './flags.js';

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { setImmediate as yieldToIo } from 'node:timers/promises';
-import { AdminApi } from './admin.js';
+import { AdminApi } from '@strata/client/admin';
 import { UsageError, describeError, isReceiveTimeout } from './errors.js';
 import type { CliSubscriptionType, PerfConsumeOptions, PerfProduceOptions } from './flags.js';
 import { serviceTargets } from './flags.js';

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../src/cli/errors.js';
+import { UsageError } from '../src/commands/errors.js';
 import {
   checkBundleRange, compileConsumeOptions, compilePerfConsumeOptions, compilePerfProduceOptions, compileProduceOptions, expandTopics,
   parseCompression, parseInitialPosition, parseInteger, parseProperties, parseSize, parseSubscriptionType, serviceTargets,
-} from '../src/cli/flags.js';
+} from '../src/commands/flags.js';
 
 describe('primitive flag parsers', () => {
   it('parses integers with bounds and names the flag when wrong', () => {

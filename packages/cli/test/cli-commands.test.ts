@@ -2,9 +2,9 @@
 // loops' stop conditions and exit codes. The real SDK against a real broker is covered by cli-e2e.test.ts.
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { registerClientCommands } from '../src/cli/index.js';
-import type { CliIo } from '../src/cli/io.js';
-import type { CliClient, CliConsumer, CliConsumerConfig, CliMessage, CliProducer, CliProducerConfig, CliProducerMessage } from '../src/cli/sdk.js';
+import { registerClientCommands } from '../src/commands/index.js';
+import type { CliIo } from '../src/commands/io.js';
+import type { CliClient, CliConsumer, CliConsumerConfig, CliMessage, CliProducer, CliProducerConfig, CliProducerMessage } from '../src/commands/sdk.js';
 
 interface Stored { msg: CliProducerMessage; publishTime: number; id: number }
 

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { Pacer, STAMP_BYTES, readStamp, stampPayload } from '../src/cli/pacing.js';
+import { Pacer, STAMP_BYTES, readStamp, stampPayload } from '../src/commands/pacing.js';
 import {
   LatencyHistogram, PerfMeter, addOmbInterval, emptyOmbResult, finishOmbResult, formatInterval, formatOmbSummary, formatSummary,
-} from '../src/cli/stats.js';
-import { formatKeyValues, formatTable } from '../src/cli/table.js';
-import { mergePolicies } from '../src/cli/admin.js';
+} from '../src/commands/stats.js';
+import { formatKeyValues, formatTable } from '../src/commands/table.js';
+import { mergePolicies } from '../src/commands/admin.js';
 
 describe('latency histogram', () => {
   it('reports percentiles in milliseconds from microsecond samples', () => {

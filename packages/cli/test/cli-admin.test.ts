@@ -6,9 +6,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerClientCommands } from '../src/cli/index.js';
-import type { CliIo } from '../src/cli/io.js';
-import { protosDir } from '../src/protocol.js';
+import { registerClientCommands } from '../src/commands/index.js';
+import type { CliIo } from '../src/commands/io.js';
+import { protosDir } from '@strata/runtime';
 import { freePorts } from '@strata/runtime/testing';
 
 const tenants = new Set(['public']);
