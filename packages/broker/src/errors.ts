@@ -37,7 +37,7 @@ export class AlreadyExistsError extends StrataError {
 
 export class MessageTooLargeError extends StrataError {
   constructor(size: number, max: number) {
-    super(ErrorCode.TOO_LARGE, `batch of ${size} bytes exceeds the limit of ${max} bytes`, { retriable: false });
+    super(ErrorCode.TOO_LARGE, `entry of ${size} bytes exceeds the limit of ${max} bytes`, { retriable: false });
     this.name = 'MessageTooLargeError';
   }
 }
