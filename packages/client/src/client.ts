@@ -1,16 +1,20 @@
-import { ConnectionPool, unary } from './connection.js';
+import { ConnectionPool } from './connection.js';
 import type { ClientContext } from './context.js';
 import { Consumer, type ConsumerConfig } from './consumer.js';
 import { ClientErrorCode, configError, fromGrpcError, operationError, unsupportedOption } from './errors.js';
 import { LogLevel, loggerFromHandler, silentLogger, type LogHandler, type Logger } from './logger.js';
 import { Producer, type ProducerConfig } from './producer.js';
 import { Reader, type ReaderConfig } from './reader.js';
-import { fullTopicName, parseServiceUrl, partitionTopicName } from './topic.js';
+import { fullTopicName, parseServiceUrl, parseWebServiceUrl, partitionTopicName } from './topic.js';
 import { systemClock, type Clock, type Random } from './util.js';
+import { WebLookup } from './web-lookup.js';
 
 /** pulsar-client's ClientConfig, restricted to what Strata supports (others are rejected). */
 export interface ClientConfig {
-  /** `pulsar://host:port[,host:port]` or `strata://...`. */
+  /**
+   * `pulsar://host:port[,host:port]` (or `strata://...`): lookups go to those brokers' client port;
+   * or a web service URL `http://host:port[,host:port]`: lookups use the brokers' REST API.
+   */
   serviceUrl: string;
   /** Deadline of lookups, subscribe/create and other request/answer exchanges. Default 30. */
   operationTimeoutSeconds?: number;
@@ -77,7 +81,8 @@ export class Client {
       if (c[key] === undefined || SUPPORTED.has(key)) continue;
       throw unsupportedOption('Client', key, KNOWN_UNSUPPORTED[key] ?? 'unknown option');
     }
-    const hosts = parseServiceUrl(config.serviceUrl);
+    const webBases = parseWebServiceUrl(config.serviceUrl);
+    const brokerHosts = webBases ? [] : parseServiceUrl(config.serviceUrl);
     const opSeconds = config.operationTimeoutSeconds ?? 30;
     if (typeof opSeconds !== 'number' || !(opSeconds > 0) || opSeconds > 3600) throw configError('operationTimeoutSeconds must be a number in (0, 3600]');
     const initialBackoffMs = config.initialBackoffIntervalMs ?? 100;
@@ -93,7 +98,7 @@ export class Client {
     const logger = config.logger ?? (handler ? loggerFromHandler(handler, config.logLevel ?? LogLevel.INFO) : silentLogger);
     const root = logger.child({ component: 'client' });
     this.#ctx = {
-      pool: new ConnectionPool(hosts, opSeconds * 1000, root, connectionTimeoutMs),
+      pool: new ConnectionPool(webBases ? new WebLookup(webBases, opSeconds * 1000) : brokerHosts, opSeconds * 1000, root, connectionTimeoutMs),
       logger,
       clock: config.clock ?? systemClock,
       random: config.random ?? Math.random,
@@ -150,9 +155,8 @@ export class Client {
   }
 
   async #listTopics(namespace: string): Promise<string[]> {
-    const conn = await this.#ctx.pool.serviceConnection();
-    const res = await unary<{ names: string[] }>((cb, opts) => conn.admin.ListTopics({ namespace, bundles: 0 }, opts, cb), this.#ctx.operationTimeoutMs);
-    return res.names.map((n) => fullTopicName(n.includes('://') || n.split('/').length === 3 ? n : `${namespace}/${n}`));
+    const names = await this.#ctx.pool.listTopics(namespace);
+    return names.map((n) => fullTopicName(n.includes('://') || n.split('/').length === 3 ? n : `${namespace}/${n}`));
   }
 
   /** Closes every producer, consumer and reader of the client, then its connections. */

@@ -3,6 +3,7 @@ import { ClientError, ClientErrorCode, fromGrpcError } from './errors.js';
 import type { Logger } from './logger.js';
 import { createBrokerClients, type AdminClient, type BrokerClient } from './protocol.js';
 import { brokerAddress } from './topic.js';
+import { WebLookup } from './web-lookup.js';
 
 export interface BrokerConnection {
   readonly address: string;
@@ -23,7 +24,8 @@ export const CONNECT_WAIT_MS = 2_000;
 
 /**
  * The client's connections: one gRPC channel per broker address, shared by every producer, consumer
- * and reader of the client, created on first use and closed with the client. Also the lookup logic.
+ * and reader of the client, created on first use and closed with the client. Also the lookup logic:
+ * over the binary protocol through the service URL's brokers, or over a web service URL's REST API.
  */
 export class ConnectionPool {
   readonly #connections = new Map<string, BrokerConnection>();
@@ -32,13 +34,19 @@ export class ConnectionPool {
   #serviceIndex = 0;
   #closed = false;
 
+  readonly #serviceAddresses: readonly string[];
+  readonly #web: WebLookup | undefined;
+
   constructor(
-    private readonly serviceAddresses: string[],
+    service: readonly string[] | WebLookup,
     private readonly operationTimeoutMs: number,
     private readonly logger: Logger,
     private readonly connectionTimeoutMs = 10_000,
     private readonly connectWaitMs = CONNECT_WAIT_MS,
-  ) {}
+  ) {
+    this.#web = service instanceof WebLookup ? service : undefined;
+    this.#serviceAddresses = service instanceof WebLookup ? [] : service;
+  }
 
   /**
    * The connection to `address`, once its channel is connected. Fails with UNAVAILABLE (retriable):
@@ -99,7 +107,8 @@ export class ConnectionPool {
 
   /** A connection to one of the service URL's hosts, rotating on each call so a dead one is skipped. */
   service(): BrokerConnection {
-    const address = this.serviceAddresses[this.#serviceIndex % this.serviceAddresses.length]!;
+    if (this.#web) throw new ClientError(ClientErrorCode.UNSUPPORTED, 'a web service URL names no broker to call directly');
+    const address = this.#serviceAddresses[this.#serviceIndex % this.#serviceAddresses.length]!;
     return this.get(address);
   }
 
@@ -121,13 +130,14 @@ export class ConnectionPool {
         return await this.connect(conn.address);
       } catch (err) {
         this.rotateService();
-        if (tries >= this.serviceAddresses.length) throw err;
+        if (tries >= this.#serviceAddresses.length) throw err;
       }
     }
   }
 
   /** The address of the broker that owns `topic`, following non-authoritative answers. */
   async lookup(topic: string): Promise<string> {
+    if (this.#web) return this.#web.lookup(topic);
     let conn = await this.serviceConnection();
     let authoritative = false;
     for (let i = 0; i < MAX_LOOKUP_REDIRECTS; i++) {
@@ -156,6 +166,7 @@ export class ConnectionPool {
     const deadline = Date.now() + this.operationTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
+        if (this.#web) return await this.#web.partitions(topic);
         const conn = await this.serviceConnection();
         const res = await unary<{ partitions: number }>((cb, opts) => conn.broker.GetPartitionedTopicMetadata({ topic }, opts, cb), Math.max(1, deadline - Date.now()));
         return res.partitions;
@@ -167,6 +178,14 @@ export class ConnectionPool {
         await new Promise((r) => setTimeout(r, waitMs));
       }
     }
+  }
+
+  /** The names of a namespace's topics (`tenant/ns/topic` or full names, as the broker lists them). */
+  async listTopics(namespace: string): Promise<string[]> {
+    if (this.#web) return this.#web.listTopics(namespace);
+    const conn = await this.serviceConnection();
+    const res = await unary<{ names: string[] }>((cb, opts) => conn.admin.ListTopics({ namespace, bundles: 0 }, opts, cb), this.operationTimeoutMs);
+    return res.names;
   }
 
   close(): void {

@@ -34,7 +34,7 @@ export function parseServiceUrl(url: unknown): string[] {
   if (typeof url !== 'string' || url.length === 0) throw configError('Service URL is required and must be specified as a string');
   const m = /^(pulsar|strata):\/\/(.+?)\/?$/.exec(url);
   if (!m) {
-    if (/^(pulsar\+ssl|https?):\/\//.test(url)) throw configError(`Service URL '${url}' is not supported: Strata speaks plain pulsar:// (or strata://) for now`);
+    if (/^(pulsar\+ssl|https):\/\//.test(url)) throw configError(`Service URL '${url}' is not supported: Strata has no TLS yet (use pulsar:// or http://)`);
     throw configError(`Invalid service URL '${url}': expected pulsar://host:port`);
   }
   const hosts = m[2]!.split(',').map((h) => h.trim()).filter(Boolean);
@@ -43,6 +43,22 @@ export function parseServiceUrl(url: unknown): string[] {
   }
   if (hosts.length === 0) throw configError(`Invalid service URL '${url}'`);
   return hosts;
+}
+
+/**
+ * The web service hosts of `http://h:p[,h2:p2][/]` as base URLs (`http://h:p`), or undefined when the
+ * URL is not a web service URL (it is then a binary one, for parseServiceUrl).
+ */
+export function parseWebServiceUrl(url: unknown): string[] | undefined {
+  if (typeof url !== 'string') return undefined;
+  const m = /^http:\/\/(.+?)\/?$/.exec(url);
+  if (!m) return undefined;
+  const hosts = m[1]!.split(',').map((h) => h.trim()).filter(Boolean);
+  for (const h of hosts) {
+    if (!/^[^:/]+(:\d+)?$/.test(h) && !/^\[[^\]]+\](:\d+)?$/.test(h)) throw configError(`Invalid host[:port] '${h}' in service URL '${url}'`);
+  }
+  if (hosts.length === 0) throw configError(`Invalid service URL '${url}'`);
+  return hosts.map((h) => `http://${h}`);
 }
 
 /** A broker address as the broker reports it (`host:port`, perhaps with a scheme) as a gRPC target. */

@@ -13,14 +13,17 @@ describe('default export', () => {
 });
 
 describe('Client options', () => {
-  it('accepts pulsar:// and strata:// service URLs', async () => {
+  it('accepts pulsar://, strata:// and http:// (web lookup) service URLs', async () => {
     await new Client({ serviceUrl: 'pulsar://localhost:6650' }).close();
     await new Client({ serviceUrl: 'strata://a:1,b:2/' }).close();
+    await new Client({ serviceUrl: 'http://localhost:8080' }).close();
+    await new Client({ serviceUrl: 'http://a:8080,b/' }).close();
   });
 
   it.each([
     [{ serviceUrl: '' }, /Service URL is required/],
-    [{ serviceUrl: 'http://x:1' }, /not supported/],
+    [{ serviceUrl: 'https://x:1' }, /not supported: Strata has no TLS/],
+    [{ serviceUrl: 'http://x:y' }, /Invalid host\[:port\]/],
     [{ serviceUrl: 'pulsar+ssl://x:6651' }, /not supported/],
     [{ serviceUrl: 'pulsar://nohost' }, /Invalid host:port/],
     [{ serviceUrl: 'pulsar://x:1', authentication: {} }, /'authentication' is not supported: Strata has no authentication/],
@@ -44,7 +47,12 @@ describe('Client options', () => {
     const client = new Client({ serviceUrl: 'pulsar://127.0.0.1:1', operationTimeoutSeconds: 0.3, log: (_level, _file, _line, msg) => lines.push(msg), logLevel: Pulsar.LogLevel.DEBUG });
     await expect(client.createProducer({ topic: 't' })).rejects.toThrow(/Failed to create producer/);
     await client.close();
-    expect(lines.length).toBeGreaterThanOrEqual(0);
+    expect(lines.some((l) => l.startsWith('opened broker channel'))).toBe(true);
+    const quiet: string[] = [];
+    const silent = new Client({ serviceUrl: 'pulsar://127.0.0.1:1', operationTimeoutSeconds: 0.3, log: (_level, _file, _line, msg) => quiet.push(msg), logLevel: Pulsar.LogLevel.ERROR });
+    await expect(silent.createProducer({ topic: 't' })).rejects.toThrow(/Failed to create producer/);
+    await silent.close();
+    expect(quiet.some((l) => l.startsWith('opened broker channel'))).toBe(false);
   });
 
   it('fails fast when no broker answers, with a retriable code', async () => {
