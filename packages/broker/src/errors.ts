@@ -50,11 +50,19 @@ export class TooManyRequestsError extends StrataError {
   }
 }
 
-/** Another producer holds the topic exclusively, or the producer name is already in use. */
+/** The producer name is already in use on the topic. */
 export class ProducerBusyError extends StrataError {
   constructor(message: string) {
     super(ErrorCode.PRODUCER_BUSY, message, { retriable: false });
     this.name = 'ProducerBusyError';
+  }
+}
+
+/** Another producer has exclusive access to the topic (Pulsar's ProducerFenced). */
+export class ProducerFencedError extends StrataError {
+  constructor(message: string) {
+    super(ErrorCode.FENCED, message, { retriable: false });
+    this.name = 'ProducerFencedError';
   }
 }
 

@@ -12,5 +12,5 @@ export { NamespaceResources, type NamespacePolicies, type TenantInfo } from './r
 export { decodeEnvelope, encodeEnvelope } from './topics/codec.js';
 export {
   AlreadyExistsError, ConsumerBusyError, InvalidRequestError, InvalidTopicNameError, MessageTooLargeError, NotFoundError, NotOwnerError,
-  ProducerBusyError, ServiceNotReadyError, TooManyRequestsError, UnimplementedError,
+  ProducerBusyError, ProducerFencedError, ServiceNotReadyError, TooManyRequestsError, UnimplementedError,
 } from './errors.js';

@@ -147,7 +147,7 @@ describe('admin service, non-persistent topics, bad requests', () => {
     expect((await p.sendAndWait('ok')).receipt).toBeTruthy();
     // Exclusive producer refused while another exists.
     const p2 = new TestProducer(client);
-    expect((await p2.open(topic, { accessMode: 'EXCLUSIVE' })).error?.errorCode).toBe('PRODUCER_BUSY');
+    expect((await p2.open(topic, { accessMode: 'EXCLUSIVE' })).error?.errorCode).toBe('FENCED');
     expect((await p2.open(topic, { producerName: p.name })).error?.errorCode).toBe('PRODUCER_BUSY');
 
     const c = new TestConsumer(client);
@@ -182,7 +182,7 @@ describe('admin service, non-persistent topics, bad requests', () => {
     expect((await p2.sendAndWait('from-p2')).receipt).toBeTruthy();
     // While p2 holds it, a SHARED producer is refused.
     const p3 = new TestProducer(client);
-    expect((await p3.open(topic)).error?.errorCode).toBe('PRODUCER_BUSY');
+    expect((await p3.open(topic)).error?.errorCode).toBe('FENCED');
     p2.close(); p3.close();
   });
 

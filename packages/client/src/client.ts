@@ -77,6 +77,7 @@ export class Client {
   constructor(config: ClientConfig) {
     if (typeof config !== 'object' || config === null) throw configError('Client config must be an object');
     const c = config as unknown as Record<string, unknown>;
+    if (c.serviceUrl !== undefined && c.serviceUrlProvider !== undefined) throw configError('Only one of serviceUrl or serviceUrlProvider can be configured');
     for (const key of Object.keys(c)) {
       if (c[key] === undefined || SUPPORTED.has(key)) continue;
       throw unsupportedOption('Client', key, KNOWN_UNSUPPORTED[key] ?? 'unknown option');
@@ -145,7 +146,12 @@ export class Client {
   /** The partitions' topic names of a partitioned topic, or the topic itself if it has none. */
   async getPartitionsForTopic(topic: string): Promise<string[]> {
     this.#checkOpen('Failed to GetPartitionsForTopic');
-    const full = fullTopicName(topic);
+    let full: string;
+    try {
+      full = fullTopicName(topic);
+    } catch (err) {
+      throw operationError('Failed to GetPartitionsForTopic', ClientErrorCode.INVALID_TOPIC_NAME, (err as Error).message, err);
+    }
     try {
       const n = await this.#ctx.pool.partitions(full);
       return n === 0 ? [full] : Array.from({ length: n }, (_, i) => partitionTopicName(full, i));

@@ -23,6 +23,7 @@ export const ClientErrorCode = {
   INTERNAL: 'INTERNAL',
   // Raised by the client itself.
   INVALID_CONFIGURATION: 'INVALID_CONFIGURATION',
+  INVALID_TOPIC_NAME: 'INVALID_TOPIC_NAME',
   UNSUPPORTED: 'UNSUPPORTED',
   ALREADY_CLOSED: 'ALREADY_CLOSED',
   PRODUCER_QUEUE_FULL: 'PRODUCER_QUEUE_FULL',
@@ -51,6 +52,7 @@ const RESULT_BY_CODE: Record<string, string> = {
   PRODUCER_QUEUE_FULL: 'ProducerQueueIsFull',
   ALREADY_CLOSED: 'AlreadyClosed',
   INVALID_CONFIGURATION: 'InvalidConfiguration',
+  INVALID_TOPIC_NAME: 'InvalidTopicName',
   INVALID_ARGUMENT: 'InvalidConfiguration',
   UNSUPPORTED: 'OperationNotSupported',
   UNAVAILABLE: 'ConnectError',
@@ -62,7 +64,8 @@ const RESULT_BY_CODE: Record<string, string> = {
   SERVICE_NOT_READY: 'ServiceUnitNotReady',
   TOO_MANY_REQUESTS: 'TooManyLookupRequestException',
   METADATA_UNAVAILABLE: 'BrokerMetadataError',
-  FENCED: 'ProducerFenced',
+  // Sic: pulsar-client spells this one result with its enum prefix.
+  FENCED: 'ResultProducerFenced',
   ABORTED: 'Interrupted',
   CUMULATIVE_ACK_NOT_ALLOWED: 'CumulativeAcknowledgementNotAllowedError',
 };

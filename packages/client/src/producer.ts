@@ -135,6 +135,7 @@ export function compileProducerConfig(config: ProducerConfig): CompiledProducerC
     const why = KNOWN_UNSUPPORTED[key];
     throw why ? unsupportedOption('Producer', key, why) : unsupportedOption('Producer', key, 'unknown option');
   }
+  if (typeof c.topic !== 'string' || c.topic === '') throw configError('Topic is required and must be specified as a string when creating producer');
   if (c.producerName !== undefined && (typeof c.producerName !== 'string')) throw configError('producerName must be a string');
   const hashing = oneOf(c, 'hashingScheme', ['JavaStringHash', 'Murmur3_32Hash', 'BoostHash'] as const, 'JavaStringHash');
   if (hashing === 'BoostHash') throw unsupportedOption('Producer', 'hashingScheme', "'BoostHash' depends on the C++ standard library; use 'JavaStringHash' or 'Murmur3_32Hash'");
@@ -143,9 +144,8 @@ export function compileProducerConfig(config: ProducerConfig): CompiledProducerC
   const routing = oneOf({ messageRoutingMode: routingRaw }, 'messageRoutingMode', ['UseSinglePartition', 'RoundRobinDistribution', 'CustomPartition'] as const, 'UseSinglePartition');
   if (routing === 'CustomPartition' && typeof c.messageRouter !== 'function') throw configError("messageRoutingMode 'CustomPartition' needs a messageRouter function");
   if (c.messageRouter !== undefined && typeof c.messageRouter !== 'function') throw configError('messageRouter must be a function');
-  if (c.messageRouter !== undefined && routing !== 'CustomPartition') throw configError("messageRouter is used only with messageRoutingMode 'CustomPartition'");
+  // As pulsar-client: a messageRouter without messageRoutingMode 'CustomPartition' is ignored.
   const accessMode = oneOf(c, 'accessMode', ['Shared', 'Exclusive', 'WaitForExclusive', 'ExclusiveWithFencing'] as const, 'Shared');
-  if (accessMode === 'WaitForExclusive') throw unsupportedOption('Producer', 'accessMode', "'WaitForExclusive' is not implemented by the broker yet; use 'Exclusive' or 'ExclusiveWithFencing'");
   const batchingType = oneOf(c, 'batchingType', ['DefaultBatching', 'KeyBasedBatching'] as const, 'DefaultBatching');
   if (c.batchingEnabled !== undefined && typeof c.batchingEnabled !== 'boolean') throw configError('batchingEnabled must be a boolean');
   if (c.blockIfQueueFull !== undefined && typeof c.blockIfQueueFull !== 'boolean') throw configError('blockIfQueueFull must be a boolean');
@@ -165,7 +165,7 @@ export function compileProducerConfig(config: ProducerConfig): CompiledProducerC
     batchingMaxAllowedSizeInBytes: intOption(c, 'batchingMaxAllowedSizeInBytes', 128 * 1024, 1, PRODUCER_LIMITS.batchingMaxAllowedSizeInBytes),
     properties: checkStringMap(c.properties, 'properties'),
     accessMode: ({ Shared: 'SHARED', Exclusive: 'EXCLUSIVE', WaitForExclusive: 'WAIT_FOR_EXCLUSIVE', ExclusiveWithFencing: 'EXCLUSIVE_WITH_FENCING' } as const)[accessMode],
-    messageRouter: config.messageRouter,
+    messageRouter: routing === 'CustomPartition' ? config.messageRouter : undefined,
     keyBasedBatching: batchingType === 'KeyBasedBatching',
   };
 }
@@ -224,6 +224,8 @@ export class PartitionProducer {
   readonly #building = new Map<string, { messages: QueuedMessage[]; bytes: number }>();
   #batchTimer: NodeJS.Timeout | undefined;
   #inflight: Batch[] = [];
+  /** Why sends fail once closed, when it was not close(): FENCED. */
+  #terminalError: ClientError | undefined;
   #pendingCount = 0;
   #spaceWaiters: Array<{ wake: () => void; fail: (err: unknown) => void }> = [];
   #timeoutTimer: NodeJS.Timeout | undefined;
@@ -336,7 +338,11 @@ export class PartitionProducer {
         this.#onSendError(ev.sendError!);
         break;
       case 'closed':
-        this.#log.info({ reason: ev.closed!.reason, redirect: ev.closed!.redirectBrokerUrl }, 'broker closed the producer');
+        this.#log.info({ reason: ev.closed!.reason, redirect: ev.closed!.redirectBrokerUrl, errorCode: ev.closed!.errorCode }, 'broker closed the producer');
+        if (ev.closed!.errorCode === ClientErrorCode.FENCED) {
+          this.#fence(operationError('Failed to send message', ClientErrorCode.FENCED, ev.closed!.reason));
+          break;
+        }
         this.#onStreamEnd(call, new ClientError(ClientErrorCode.SERVICE_NOT_READY, ev.closed!.reason || 'closed by the broker'), ev.closed!.redirectBrokerUrl || undefined);
         break;
       default:
@@ -426,7 +432,7 @@ export class PartitionProducer {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.#isClosed()) return Promise.reject(operationError('Failed to send message', ClientErrorCode.ALREADY_CLOSED));
+    if (this.#isClosed()) return Promise.reject(this.#terminalError ?? operationError('Failed to send message', ClientErrorCode.ALREADY_CLOSED));
     // Behind blocked sends, a new one waits too, so that sends keep their call order.
     if (this.#pendingCount < this.#cfg.maxPendingMessages && this.#spaceWaiters.length === 0) {
       this.#pendingCount++;
@@ -647,6 +653,17 @@ export class PartitionProducer {
     this.#shutdown(operationError('Failed to send message', ClientErrorCode.ALREADY_CLOSED));
   }
 
+  /** Another producer took exclusive access: final, as pulsar-client's fenced producer. */
+  #fence(err: ClientError): void {
+    const call = this.#call;
+    this.#terminalError = err;
+    this.#state = 'closed';
+    this.#call = undefined;
+    this.#stopped.abort();
+    call?.cancel();
+    this.#shutdown(err);
+  }
+
   #shutdown(err: ClientError): void {
     if (this.#batchTimer) clearTimeout(this.#batchTimer);
     if (this.#timeoutTimer) clearInterval(this.#timeoutTimer);
@@ -769,7 +786,12 @@ export class Producer {
         partitionKey: message.partitionKey ?? '', orderingKey: message.orderingKey ?? '', producerName: this.getProducerName(),
         replicatedFrom: '', sequenceId: message.sequenceId ?? -1, size: message.data?.length ?? 0,
       });
-      const p = this.#cfg.messageRouter!(preview, { numPartitions: n });
+      let p: number;
+      try {
+        p = this.#cfg.messageRouter!(preview, { numPartitions: n });
+      } catch (err) {
+        throw operationError('Failed to send message', ClientErrorCode.INTERNAL, `messageRouter threw: ${(err as Error)?.message ?? String(err)}`, err);
+      }
       if (!Number.isInteger(p) || p < 0 || p >= n) throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, `messageRouter returned ${String(p)}, not a partition in [0, ${n - 1}]`);
       return p;
     }

@@ -55,9 +55,10 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
       if (c[key] === undefined || SUPPORTED.has(key)) continue;
       throw unsupportedOption('Reader', key, KNOWN_UNSUPPORTED[key] ?? 'unknown option');
     }
+    if (typeof config.topic !== 'string' || config.topic === '') throw configError('Topic is required and must be specified as a string when creating reader');
     const topic = fullTopicName(config.topic);
     const start = config.startMessageId;
-    if (!(start instanceof MessageId)) throw configError('StartMessageId is required and must be specified as a MessageId object');
+    if (!(start instanceof MessageId)) throw configError('StartMessageId is required and must be specified as a MessageId object when creating reader');
     const queue = config.receiverQueueSize ?? 1000;
     if (!Number.isInteger(queue) || queue < 1 || queue > CONSUMER_LIMITS.receiverQueueSize) throw configError(`receiverQueueSize must be an integer in [1, ${CONSUMER_LIMITS.receiverQueueSize}]`);
     if (config.listener !== undefined && typeof config.listener !== 'function') throw configError('listener must be a function');

@@ -31,10 +31,12 @@ export function namespaceOf(fullName: string): string {
 
 /** Parses `pulsar://h:p[,h2:p2]` or `strata://...` into gRPC target addresses. */
 export function parseServiceUrl(url: unknown): string[] {
-  if (typeof url !== 'string' || url.length === 0) throw configError('Service URL is required and must be specified as a string');
+  if (typeof url !== 'string' || url.length === 0) throw configError('Service URL is required and must be specified as a string unless serviceUrlProvider is configured');
   const m = /^(pulsar|strata):\/\/(.+?)\/?$/.exec(url);
   if (!m) {
     if (/^(pulsar\+ssl|https):\/\//.test(url)) throw configError(`Service URL '${url}' is not supported: Strata has no TLS yet (use pulsar:// or http://)`);
+    const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(url)?.[1];
+    if (scheme) throw configError(`Invalid scheme: ${scheme} (expected pulsar://, strata:// or http://)`);
     throw configError(`Invalid service URL '${url}': expected pulsar://host:port`);
   }
   const hosts = m[2]!.split(',').map((h) => h.trim()).filter(Boolean);

@@ -85,7 +85,6 @@ describe('Producer options', () => {
     [{ encryptionKey: 'k' }, /encryption/],
     [{ schema: { schemaType: 'Json' } }, /schema/],
     [{ hashingScheme: 'BoostHash' }, /BoostHash/],
-    [{ accessMode: 'WaitForExclusive' }, /WaitForExclusive/],
     [{ batchingType: 'KeyBased' }, /batchingType must be one of/],
     [{ compressionType: 'GZIP' }, /compressionType must be one of/],
     [{ messageRoutingMode: 'CustomPartition' }, /needs a messageRouter/],

@@ -7,6 +7,8 @@ export type AccessMode = Exclude<ProducerAccessMode, number>;
 export interface ProducerSink {
   /** The topic ends the producer; `redirectBrokerUrl` names the new owner when known. */
   closed(reason: string, redirectBrokerUrl?: string): void;
+  /** Another producer took exclusive access: a final close, the client must not come back. */
+  fenced(reason: string): void;
 }
 
 /** A producer attached to a topic. Owned by its topic. */

@@ -2,7 +2,7 @@ import type { Clock, Logger, Random } from '@strata/runtime';
 import { decodeEnvelope, encodeEnvelope } from './codec.js';
 import { Consumer, type SubscriptionType } from './consumer.js';
 import {
-  ConsumerBusyError, InvalidRequestError, MessageTooLargeError, ProducerBusyError, ServiceNotReadyError, TooManyRequestsError,
+  ConsumerBusyError, InvalidRequestError, MessageTooLargeError, ProducerBusyError, ProducerFencedError, ServiceNotReadyError, TooManyRequestsError,
 } from '../errors.js';
 import type { BatchMetadata__Output } from '../generated/strata/broker/v1/BatchMetadata.js';
 import type { MessageId } from '../generated/strata/broker/v1/MessageId.js';
@@ -163,12 +163,13 @@ export class PersistentTopic implements Topic {
     if (options.accessMode === 'EXCLUSIVE_WITH_FENCING') {
       for (const p of [...this.producers]) {
         this.producers.delete(p);
-        p.sink.closed(`fenced by exclusive producer ${name}`);
+        p.sink.fenced(`fenced by exclusive producer ${name}`);
       }
     } else if (exclusive) {
-      throw new ProducerBusyError(`topic ${this.name} has exclusive producer ${exclusive.name}`);
+      // As Pulsar: losing a race for exclusive access is ProducerFenced; a name in use is ProducerBusy.
+      throw new ProducerFencedError(`topic ${this.name} has exclusive producer ${exclusive.name}`);
     } else if (options.accessMode !== 'SHARED' && this.producers.size > 0) {
-      throw new ProducerBusyError(`topic ${this.name} already has ${this.producers.size} producer(s)`);
+      throw new ProducerFencedError(`topic ${this.name} already has ${this.producers.size} producer(s)`);
     }
     const producer = new Producer(nextId++, name, options.accessMode, options.sink, new RateMeter(this.options.clock), options.address);
     this.producers.add(producer);

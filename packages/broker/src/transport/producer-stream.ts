@@ -109,9 +109,9 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
     }
   };
 
-  const finish = (closedReason?: string, redirectBrokerUrl = '') => {
+  const finish = (closedReason?: string, redirectBrokerUrl = '', errorCode = '') => {
     if (ended) return;
-    if (closedReason !== undefined) write({ closed: { reason: closedReason, redirectBrokerUrl } });
+    if (closedReason !== undefined) write({ closed: { reason: closedReason, redirectBrokerUrl, errorCode } });
     ended = true;
     cleanup();
     try {
@@ -239,7 +239,7 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
       const t = await ctx.service.getTopic(name, { create: true });
       const attach = () => t.addProducer({
         name: open.producerName, accessMode: open.accessMode as AccessMode, address: call.getPeer(),
-        sink: { closed: (reason, redirect) => finish(reason, redirect) },
+        sink: { closed: (reason, redirect) => finish(reason, redirect), fenced: (reason) => finish(reason, '', ErrorCode.FENCED) },
       });
       let p: Producer;
       if (open.accessMode === 'WAIT_FOR_EXCLUSIVE') {
@@ -250,7 +250,7 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
             p = attach();
             break;
           } catch (err) {
-            if ((err as { code?: string }).code !== ErrorCode.PRODUCER_BUSY) throw err;
+            if ((err as { code?: string }).code !== ErrorCode.FENCED) throw err;
           }
         }
       } else {
