@@ -40,7 +40,7 @@ for (const f of files.filter((x) => !filter || x.includes(filter))) {
 }
 // The repo's package.json says "type": "module"; the official tests are CommonJS.
 writeFileSync(join(work, 'package.json'), '{ "type": "commonjs" }\n');
-writeFileSync(join(work, 'jest-shim.mjs'), "import { vi } from 'vitest';\nglobalThis.jest = { setTimeout: (ms) => vi.setConfig({ testTimeout: ms }) };\n");
+writeFileSync(join(work, 'jest-shim.mjs'), "import { vi } from 'vitest';\nglobalThis.jest = { setTimeout: (ms) => vi.setConfig({ testTimeout: ms }), fn: vi.fn };\n");
 writeFileSync(join(work, 'vitest.config.mjs'), `export default { test: { globals: true, include: ['tests/*.test.js'], setupFiles: ['./jest-shim.mjs'], fileParallelism: false, testTimeout: 5000, hookTimeout: 30000 } };\n`);
 
 for (const port of [6650, 8080]) {

@@ -4,6 +4,7 @@ import { Consumer, type ConsumerConfig } from './consumer.js';
 import { ClientErrorCode, configError, fromGrpcError, operationError, unsupportedOption } from './errors.js';
 import { LogLevel, loggerFromHandler, silentLogger, type LogHandler, type Logger } from './logger.js';
 import { Producer, type ProducerConfig } from './producer.js';
+import { PublishedEnds } from './published-ends.js';
 import { Reader, type ReaderConfig } from './reader.js';
 import { fullTopicName, parseServiceUrl, parseWebServiceUrl, partitionTopicName } from './topic.js';
 import { systemClock, type Clock, type Random } from './util.js';
@@ -57,6 +58,12 @@ const KNOWN_UNSUPPORTED: Record<string, string> = {
   listenerName: 'brokers advertise one address',
 };
 
+/**
+ * pulsar-client applies these only to TLS connections and ignores them otherwise; so does Strata, with
+ * a plaintext service URL (pulsar:// or http://). A TLS URL is refused until Strata has TLS.
+ */
+const TLS_OPTIONS: ReadonlySet<string> = new Set(['tlsTrustCertsFilePath', 'tlsCertificateFilePath', 'tlsPrivateKeyFilePath', 'tlsValidateHostname', 'tlsAllowInsecureConnection']);
+
 let defaultLogHandler: LogHandler | undefined;
 
 /**
@@ -80,6 +87,7 @@ export class Client {
     if (c.serviceUrl !== undefined && c.serviceUrlProvider !== undefined) throw configError('Only one of serviceUrl or serviceUrlProvider can be configured');
     for (const key of Object.keys(c)) {
       if (c[key] === undefined || SUPPORTED.has(key)) continue;
+      if (TLS_OPTIONS.has(key) && typeof c.serviceUrl === 'string' && /^(pulsar|strata|http):\/\//.test(c.serviceUrl)) continue;
       throw unsupportedOption('Client', key, KNOWN_UNSUPPORTED[key] ?? 'unknown option');
     }
     const webBases = parseWebServiceUrl(config.serviceUrl);
@@ -106,6 +114,7 @@ export class Client {
       operationTimeoutMs: opSeconds * 1000,
       initialBackoffMs,
       maxBackoffMs,
+      published: new PublishedEnds(),
     };
   }
 

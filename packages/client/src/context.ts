@@ -1,5 +1,6 @@
 import type { ConnectionPool } from './connection.js';
 import type { Logger } from './logger.js';
+import type { PublishedEnds } from './published-ends.js';
 import type { Clock, Random } from './util.js';
 
 /** What producers, consumers and readers share with the client that made them. */
@@ -13,4 +14,6 @@ export interface ClientContext {
   /** Reconnection backoff bounds. */
   readonly initialBackoffMs: number;
   readonly maxBackoffMs: number;
+  /** Where this client's producers last stored a message, per topic. */
+  readonly published: PublishedEnds;
 }

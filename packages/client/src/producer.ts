@@ -160,7 +160,7 @@ export function compileProducerConfig(config: ProducerConfig): CompiledProducerC
     hashingScheme: hashing,
     compression: toWireCompression(oneOf(c, 'compressionType', COMPRESSION_TYPES, 'None')),
     batchingEnabled: config.batchingEnabled ?? true,
-    batchingMaxPublishDelayMs: intOption(c, 'batchingMaxPublishDelayMs', 10, 0, 60_000),
+    batchingMaxPublishDelayMs: intOption(c, 'batchingMaxPublishDelayMs', 10, 0, 3_600_000),
     batchingMaxMessages: intOption(c, 'batchingMaxMessages', 1000, 1, PRODUCER_LIMITS.batchingMaxMessages),
     batchingMaxAllowedSizeInBytes: intOption(c, 'batchingMaxAllowedSizeInBytes', 128 * 1024, 1, PRODUCER_LIMITS.batchingMaxAllowedSizeInBytes),
     properties: checkStringMap(c.properties, 'properties'),
@@ -362,6 +362,7 @@ export class PartitionProducer {
     const n = head.messages.length;
     const ledgerId = r.messageId?.ledgerId ?? -1;
     const entryId = r.messageId?.entryId ?? -1;
+    this.#ctx.published.note(this.topic, ledgerId, entryId);
     head.messages.forEach((m, i) => m.done.resolve(new MessageId(ledgerId, entryId, n > 1 ? i : -1, this.partition, n, this.topic)));
     this.#release(n);
   }
@@ -683,15 +684,20 @@ const MESSAGE_FIELDS: ReadonlySet<string> = new Set([
 ]);
 /** Shared by every message without an ordering key; encoding only reads it. */
 const NO_ORDERING_KEY = Buffer.alloc(0);
+const EMPTY_PAYLOAD = Buffer.alloc(0);
 const NO_REPLICATION_CLUSTERS: string[] = [];
 
 /**
  * The wire form of a message, typed exactly as encodeMessageBatch needs it (it skips protobufjs'
  * conversion): numbers, Buffers, a string map. Runs once per message, so it allocates little.
  */
-function toWireMessage(msg: ProducerMessage): SingleMessage {
-  if (typeof msg !== 'object' || msg === null) throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, 'message must be an object');
-  if (!Buffer.isBuffer(msg.data)) throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, 'data must be a Buffer');
+function toWireMessage(input: ProducerMessage): SingleMessage {
+  if (input === null || input === undefined) throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, 'message must be an object');
+  // As pulsar-client, which reads the fields off Object(message): a primitive has none, so it is an
+  // empty message, and a message without data has an empty payload.
+  const msg: ProducerMessage = typeof input === 'object' ? input : ({} as ProducerMessage);
+  const data = msg.data ?? EMPTY_PAYLOAD;
+  if (!Buffer.isBuffer(data)) throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, 'data must be a Buffer');
   for (const k in msg) {
     if (!MESSAGE_FIELDS.has(k) && Object.prototype.hasOwnProperty.call(msg, k)) {
       throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, `unknown message field '${k}'`);
@@ -711,7 +717,7 @@ function toWireMessage(msg: ProducerMessage): SingleMessage {
     throw operationError('Failed to send message', ClientErrorCode.INVALID_ARGUMENT, 'replicationClusters must be an array of strings');
   }
   return {
-    payload: msg.data,
+    payload: data,
     properties: msg.properties ? checkStringMap(msg.properties, 'properties') : {},
     partitionKey,
     orderingKey: msg.orderingKey !== undefined ? Buffer.from(String(msg.orderingKey), 'utf8') : NO_ORDERING_KEY,

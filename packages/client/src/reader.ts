@@ -34,6 +34,7 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
   readonly #queue = new Queue<Message>();
   readonly #log: Logger;
   readonly #onClose: (r: Reader) => void;
+  readonly #ctx: ClientContext;
   readonly #waiters = new MessageWaiters<Message>();
   #closed = false;
   /** Per topic consumer: last entry id of the topic as last fetched, and where this reader stands. */
@@ -43,6 +44,7 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
   #listenerLoop: Promise<void> | undefined;
 
   private constructor(ctx: ClientContext, onClose: (r: Reader) => void) {
+    this.#ctx = ctx;
     this.#log = ctx.logger.child({ component: 'reader' });
     this.#onClose = onClose;
   }
@@ -164,10 +166,11 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
   #known(): boolean {
     if (this.#queue.length > 0) return true;
     for (const tc of this.#tcs) {
-      const last = this.#last.get(tc);
       const pos = this.#position.get(tc);
-      if (!last || last.ledgerId < 0) continue;
-      if (!pos || last.ledgerId > pos.ledgerId || (last.ledgerId === pos.ledgerId && last.entryId > pos.entryId)) return true;
+      for (const last of [this.#last.get(tc), this.#ctx.published.get(tc.topic)]) {
+        if (!last || last.ledgerId < 0) continue;
+        if (!pos || last.ledgerId > pos.ledgerId || (last.ledgerId === pos.ledgerId && last.entryId > pos.entryId)) return true;
+      }
     }
     return false;
   }

@@ -28,7 +28,7 @@ describe('Client options', () => {
     [{ serviceUrl: 'pulsar://nohost' }, /Invalid host:port/],
     [{ serviceUrl: 'pulsar://x:1', authentication: {} }, /'authentication' is not supported: Strata has no authentication/],
     [{ serviceUrl: 'pulsar://x:1', ioThreads: 4 }, /'ioThreads' is not supported/],
-    [{ serviceUrl: 'pulsar://x:1', tlsTrustCertsFilePath: '/x' }, /TLS/],
+    [{ serviceUrl: 'pulsar+ssl://x:1', tlsTrustCertsFilePath: '/x' }, /TLS/],
     [{ serviceUrl: 'pulsar://x:1', operationTimeoutSeconds: -1 }, /operationTimeoutSeconds/],
     [{ serviceUrl: 'pulsar://x:1', bogus: 1 }, /'bogus' is not supported: unknown option/],
   ])('rejects %j', (config, message) => {

@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type { ClientContext } from '../context.js';
 import { silentLogger } from '../logger.js';
+import { PublishedEnds } from '../published-ends.js';
 
 export class FakeStream extends EventEmitter {
   readonly written: Record<string, unknown>[] = [];
@@ -55,6 +56,7 @@ export class FakeBroker {
     operationTimeoutMs: 2000,
     initialBackoffMs: 5,
     maxBackoffMs: 20,
+    published: new PublishedEnds(),
   };
 
   readonly client = {
