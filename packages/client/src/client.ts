@@ -1,6 +1,6 @@
 import { ConnectionPool } from './connection.js';
 import type { ClientContext } from './context.js';
-import { Consumer, type ConsumerConfig } from './consumer.js';
+import { Consumer, type ConsumerConfig } from './consumer/consumer.js';
 import { ClientErrorCode, configError, fromGrpcError, operationError, unsupportedOption } from './errors.js';
 import { LogLevel, loggerFromHandler, silentLogger, type LogHandler, type Logger } from './logger.js';
 import { Producer, type ProducerConfig } from './producer.js';

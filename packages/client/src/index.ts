@@ -1,5 +1,5 @@
 import { Client } from './client.js';
-import { Consumer } from './consumer.js';
+import { Consumer } from './consumer/consumer.js';
 import { ClientError, ClientErrorCode } from './errors.js';
 import { LogLevel } from './logger.js';
 import { Message, MessageId } from './message.js';
@@ -10,11 +10,12 @@ export { Client } from './client.js';
 export type { ClientConfig } from './client.js';
 export { Producer } from './producer.js';
 export type { ProducerConfig, SendOptions, MessageRoutingMode, ProducerAccessMode, MessageRouter, TopicMetadata } from './producer.js';
-export { Consumer } from './consumer.js';
+export { Consumer } from './consumer/consumer.js';
+export type { ConsumerConfig } from './consumer/consumer.js';
+export type { ReceiveOptions } from './consumer/receiver-queue.js';
 export type {
-  ConsumerConfig, ReceiveOptions, SubscriptionType, InitialPosition, ConsumerKeyShareMode, DeadLetterPolicy,
-  ConsumerBatchReceivePolicy, KeySharedPolicy,
-} from './consumer.js';
+  SubscriptionType, InitialPosition, ConsumerKeyShareMode, DeadLetterPolicy, ConsumerBatchReceivePolicy, KeySharedPolicy,
+} from './consumer/config.js';
 export { Reader } from './reader.js';
 export type { ReaderConfig } from './reader.js';
 export { Message, MessageId } from './message.js';

@@ -1,8 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import type { ClientContext } from './context.js';
 import { abortError, ClientErrorCode, configError, fromGrpcError, operationError, unsupportedOption } from './errors.js';
 import type { Logger } from './logger.js';
 import { Message, MessageId } from './message.js';
-import { dropMessage, readerSubscriptionName, takeMessage, TopicConsumer, CONSUMER_LIMITS, type MessageSink, type ReceiveOptions } from './consumer.js';
+import { CONSUMER_LIMITS } from './consumer/config.js';
+import type { ReceiveOptions } from './consumer/receiver-queue.js';
+import { dropMessage, takeMessage, TopicConsumer, type MessageSink } from './consumer/topic-consumer.js';
 import { fullTopicName, partitionTopicName } from './topic.js';
 import { MessageWaiters, Queue } from './util.js';
 
@@ -243,4 +246,9 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
     this.#onClose(this);
     return null;
   }
+}
+
+/** A random, unique subscription name for readers. */
+function readerSubscriptionName(prefix: string | undefined): string {
+  return `${prefix || 'reader'}-${randomBytes(5).toString('hex')}`;
 }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { compress } from '../src/compression.js';
-import { Consumer, type ConsumerConfig, type ConsumerHost } from '../src/consumer.js';
+import { Consumer, type ConsumerConfig, type ConsumerHost } from '../src/consumer/consumer.js';
 import type { Message } from '../src/message.js';
 import type { Producer, ProducerConfig } from '../src/producer.js';
 import { encodeMessageBatch } from '../src/protocol.js';

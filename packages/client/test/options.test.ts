@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import Pulsar, { Client, ClientError, MessageId } from '../src/index.js';
-import { compileConsumerConfig, type ConsumerConfig } from '../src/consumer.js';
+import { compileConsumerConfig } from '../src/consumer/config.js';
+import type { ConsumerConfig } from '../src/consumer/consumer.js';
 import { compileProducerConfig, type ProducerConfig } from '../src/producer.js';
 
 describe('default export', () => {

@@ -1,0 +1,203 @@
+// Invariants: a CompiledConsumerConfig comes only out of compileConsumerConfig, so the rest of the
+// consumer trusts it blindly: every option checked, every default filled, topic names fully qualified.
+// Unknown and unsupported options are rejected here, never ignored, so that an application ported from
+// pulsar-client never silently loses a setting it relies on.
+import { ClientError, ClientErrorCode, configError, unsupportedOption } from '../errors.js';
+import type { Message } from '../message.js';
+import { checkStringMap } from '../producer.js';
+import { fullTopicName, namespaceOf } from '../topic.js';
+
+export type SubscriptionType = 'Exclusive' | 'Shared' | 'KeyShared' | 'Failover';
+export type InitialPosition = 'Latest' | 'Earliest';
+export type ConsumerKeyShareMode = 'AutoSplit' | 'Sticky';
+
+export interface DeadLetterPolicy {
+  /** Default `<topic>-<subscription>-DLQ`. */
+  deadLetterTopic?: string;
+  /** Deliveries after the first before a message goes to the dead-letter topic. Default 16 (with a policy). */
+  maxRedeliverCount?: number;
+  /** A subscription created on the dead-letter topic before the first message is written to it. */
+  initialSubscriptionName?: string;
+}
+
+export interface ConsumerBatchReceivePolicy {
+  /** Default 100. */
+  maxNumMessages?: number;
+  /** Default 10 MB. */
+  maxNumBytes?: number;
+  /** Default 100 ms. */
+  timeoutMs?: number;
+}
+
+export interface KeySharedPolicy {
+  keyShareMode?: ConsumerKeyShareMode;
+  allowOutOfOrderDelivery?: boolean;
+  stickyRanges?: { start: number; end: number }[];
+}
+
+/**
+ * pulsar-client's ConsumerConfig, restricted to what Strata supports (others are rejected). Generic in
+ * the listener's consumer only so that this file needs nothing from the Consumer class above it: the
+ * public `ConsumerConfig` (consumer.ts) is this with the Consumer class filled in.
+ */
+export interface ConsumerOptions<TConsumer> {
+  topic?: string;
+  topics?: string[];
+  topicsPattern?: string;
+  subscription: string;
+  subscriptionType?: SubscriptionType;
+  subscriptionInitialPosition?: InitialPosition;
+  /** Redeliver a message not acknowledged within this time (0: never, else >= 10000). */
+  ackTimeoutMs?: number;
+  /** Delay before a negatively acknowledged message is redelivered. Default 60000. */
+  nAckRedeliverTimeoutMs?: number;
+  /** Entries (not messages: see docs/client.md) buffered per topic partition. Default 1000. */
+  receiverQueueSize?: number;
+  consumerName?: string;
+  properties?: { [key: string]: string };
+  listener?: (message: Message, consumer: TConsumer) => void | Promise<void>;
+  deadLetterPolicy?: DeadLetterPolicy;
+  batchReceivePolicy?: ConsumerBatchReceivePolicy;
+  keySharedPolicy?: KeySharedPolicy;
+  /** Strata extension: how often topicsPattern is re-listed. Default 60000. */
+  patternAutoDiscoveryPeriodMs?: number;
+}
+
+const SUPPORTED_CONSUMER_OPTIONS = new Set([
+  'topic', 'topics', 'topicsPattern', 'subscription', 'subscriptionType', 'subscriptionInitialPosition', 'ackTimeoutMs',
+  'nAckRedeliverTimeoutMs', 'receiverQueueSize', 'consumerName', 'properties', 'listener', 'deadLetterPolicy',
+  'batchReceivePolicy', 'keySharedPolicy', 'patternAutoDiscoveryPeriodMs',
+]);
+const KNOWN_UNSUPPORTED: Record<string, string> = {
+  receiverQueueSizeAcrossPartitions: 'the receiver queue is per partition (receiverQueueSize)',
+  readCompacted: 'Strata has no topic compaction yet',
+  privateKeyPath: 'Strata has no end-to-end encryption',
+  cryptoKeyReader: 'Strata has no end-to-end encryption',
+  cryptoFailureAction: 'Strata has no end-to-end encryption',
+  maxPendingChunkedMessage: 'Strata does not chunk messages yet',
+  autoAckOldestChunkedMessageOnQueueFull: 'Strata does not chunk messages yet',
+  schema: 'Strata has no schema registry yet',
+  batchIndexAckEnabled: 'acknowledgements of batched messages are tracked by the client, per entry',
+  regexSubscriptionMode: 'topicsPattern matches persistent topics only',
+  replicateSubscriptionState: 'Strata does not replicate subscriptions yet',
+};
+
+export const CONSUMER_LIMITS = { receiverQueueSize: 100_000, maxRedeliverCount: 1_000_000, batchReceiveMaxNumMessages: 100_000 };
+
+export interface CompiledConsumerConfig<TConsumer> {
+  topics: string[];
+  pattern: RegExp | undefined;
+  patternNamespace: string | undefined;
+  subscription: string;
+  type: 'EXCLUSIVE_SUB' | 'SHARED_SUB' | 'FAILOVER_SUB' | 'KEY_SHARED_SUB';
+  initialPosition: 'LATEST' | 'EARLIEST';
+  ackTimeoutMs: number;
+  nAckRedeliverTimeoutMs: number;
+  receiverQueueSize: number;
+  consumerName: string;
+  properties: Record<string, string>;
+  listener: ConsumerOptions<TConsumer>['listener'];
+  deadLetter: { topic: string; maxRedeliverCount: number; initialSubscriptionName: string | undefined } | undefined;
+  batch: { maxNumMessages: number; maxNumBytes: number; timeoutMs: number };
+  keyShared: { mode: string; ranges: { start: number; end: number }[]; allowOutOfOrderDelivery: boolean } | undefined;
+  patternAutoDiscoveryPeriodMs: number;
+}
+
+function int(v: unknown, key: string, def: number, min: number, max: number): number {
+  if (v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw configError(`${key} must be an integer in [${min}, ${max}], got ${String(v)}`);
+  return v;
+}
+
+function pick<T extends string>(v: unknown, key: string, allowed: readonly T[], def: T): T {
+  if (v === undefined) return def;
+  if (!allowed.includes(v as T)) throw configError(`${key} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${String(v)}'`);
+  return v as T;
+}
+
+function checkKeys(obj: unknown, where: string, allowed: string[]): void {
+  if (obj === undefined) return;
+  if (typeof obj !== 'object' || obj === null) throw configError(`${where} must be an object`);
+  for (const k of Object.keys(obj)) if (!allowed.includes(k)) throw unsupportedOption(where, k, 'unknown option');
+}
+
+/** Validates and fills defaults once; unknown or unsupported options are an error, never ignored. */
+export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsumer>): CompiledConsumerConfig<TConsumer> {
+  if (typeof config !== 'object' || config === null) throw configError('Consumer config must be an object');
+  const c = config as unknown as Record<string, unknown>;
+  for (const key of Object.keys(c)) {
+    if (c[key] === undefined || SUPPORTED_CONSUMER_OPTIONS.has(key)) continue;
+    throw unsupportedOption('Consumer', key, KNOWN_UNSUPPORTED[key] ?? 'unknown option');
+  }
+  const given = [config.topic !== undefined, config.topics !== undefined, config.topicsPattern !== undefined].filter(Boolean).length;
+  if (given !== 1) throw configError('Exactly one of topic, topics and topicsPattern is required');
+  if (typeof config.subscription !== 'string' || config.subscription === '') throw configError('Subscription is required and must be specified as a string');
+  let topics: string[] = [];
+  let pattern: RegExp | undefined;
+  let patternNamespace: string | undefined;
+  if (config.topic !== undefined) topics = [fullTopicName(config.topic)];
+  if (config.topics !== undefined) {
+    if (!Array.isArray(config.topics) || config.topics.length === 0) throw configError('topics must be a non-empty array of topic names');
+    topics = [...new Set(config.topics.map(fullTopicName))];
+  }
+  if (config.topicsPattern !== undefined) {
+    if (typeof config.topicsPattern !== 'string' || config.topicsPattern === '') throw configError('topicsPattern must be a non-empty string');
+    const full = config.topicsPattern.includes('://') ? config.topicsPattern
+      : config.topicsPattern.split('/').length === 3 ? `persistent://${config.topicsPattern}` : `persistent://public/default/${config.topicsPattern}`;
+    if (!full.startsWith('persistent://')) throw unsupportedOption('Consumer', 'topicsPattern', 'only persistent:// topics can be matched');
+    patternNamespace = namespaceOf(full);
+    try {
+      pattern = new RegExp(`^${full}$`);
+    } catch (err) {
+      throw new ClientError(ClientErrorCode.INVALID_CONFIGURATION, `topicsPattern is not a valid regular expression: ${String(err)}`);
+    }
+  }
+  const type = pick(c.subscriptionType, 'subscriptionType', ['Exclusive', 'Shared', 'KeyShared', 'Failover'] as const, 'Exclusive');
+  const ackTimeoutMs = int(c.ackTimeoutMs, 'ackTimeoutMs', 0, 0, 24 * 3600_000);
+  if (ackTimeoutMs > 0 && ackTimeoutMs < 10_000) throw configError('Ack timeout should be 0 or greater than or equal to 10000');
+  checkKeys(c.deadLetterPolicy, 'deadLetterPolicy', ['deadLetterTopic', 'maxRedeliverCount', 'initialSubscriptionName']);
+  checkKeys(c.batchReceivePolicy, 'batchReceivePolicy', ['maxNumMessages', 'maxNumBytes', 'timeoutMs']);
+  checkKeys(c.keySharedPolicy, 'keySharedPolicy', ['keyShareMode', 'allowOutOfOrderDelivery', 'stickyRanges']);
+  const dlq = config.deadLetterPolicy;
+  if (dlq && topics.length !== 1 && !dlq.deadLetterTopic) throw configError('deadLetterPolicy.deadLetterTopic is required when subscribing to several topics');
+  const ks = config.keySharedPolicy;
+  if (ks && type !== 'KeyShared') throw configError("keySharedPolicy needs subscriptionType 'KeyShared'");
+  const ksMode = pick(ks?.keyShareMode, 'keySharedPolicy.keyShareMode', ['AutoSplit', 'Sticky'] as const, 'AutoSplit');
+  const ranges = ks?.stickyRanges ?? [];
+  for (const r of ranges) {
+    if (!Number.isInteger(r.start) || !Number.isInteger(r.end) || r.start < 0 || r.end > 65535 || r.start > r.end) throw configError('stickyRanges must be ranges within [0, 65535] with start <= end');
+  }
+  if (ksMode === 'Sticky' && ranges.length === 0) throw configError("keyShareMode 'Sticky' needs stickyRanges");
+  if (config.listener !== undefined && typeof config.listener !== 'function') throw configError('listener must be a function');
+  const batchMax = int(config.batchReceivePolicy?.maxNumMessages, 'batchReceivePolicy.maxNumMessages', 100, -1, CONSUMER_LIMITS.batchReceiveMaxNumMessages);
+  return {
+    topics,
+    pattern,
+    patternNamespace,
+    subscription: config.subscription,
+    type: ({ Exclusive: 'EXCLUSIVE_SUB', Shared: 'SHARED_SUB', Failover: 'FAILOVER_SUB', KeyShared: 'KEY_SHARED_SUB' } as const)[type],
+    initialPosition: pick(c.subscriptionInitialPosition, 'subscriptionInitialPosition', ['Latest', 'Earliest'] as const, 'Latest') === 'Earliest' ? 'EARLIEST' : 'LATEST',
+    ackTimeoutMs,
+    nAckRedeliverTimeoutMs: int(c.nAckRedeliverTimeoutMs, 'nAckRedeliverTimeoutMs', 60_000, 0, 24 * 3600_000),
+    receiverQueueSize: int(c.receiverQueueSize, 'receiverQueueSize', 1000, 1, CONSUMER_LIMITS.receiverQueueSize),
+    consumerName: typeof config.consumerName === 'string' ? config.consumerName : '',
+    properties: checkStringMap(c.properties, 'properties'),
+    listener: config.listener,
+    deadLetter: dlq ? {
+      topic: dlq.deadLetterTopic ? fullTopicName(dlq.deadLetterTopic) : `${topics[0]}-${config.subscription}-DLQ`,
+      maxRedeliverCount: int(dlq.maxRedeliverCount, 'deadLetterPolicy.maxRedeliverCount', 16, 0, CONSUMER_LIMITS.maxRedeliverCount),
+      initialSubscriptionName: dlq.initialSubscriptionName || undefined,
+    } : undefined,
+    batch: {
+      maxNumMessages: batchMax <= 0 ? CONSUMER_LIMITS.batchReceiveMaxNumMessages : batchMax,
+      maxNumBytes: int(config.batchReceivePolicy?.maxNumBytes, 'batchReceivePolicy.maxNumBytes', 10 * 1024 * 1024, -1, 1024 * 1024 * 1024),
+      timeoutMs: int(config.batchReceivePolicy?.timeoutMs, 'batchReceivePolicy.timeoutMs', 100, 0, 3600_000),
+    },
+    keyShared: type === 'KeyShared' ? {
+      mode: ksMode === 'Sticky' ? 'STICKY' : 'AUTO_SPLIT',
+      ranges: ranges.map((r) => ({ start: r.start, end: r.end })),
+      allowOutOfOrderDelivery: ks?.allowOutOfOrderDelivery ?? false,
+    } : undefined,
+    patternAutoDiscoveryPeriodMs: int(c.patternAutoDiscoveryPeriodMs, 'patternAutoDiscoveryPeriodMs', 60_000, 100, 24 * 3600_000),
+  };
+}
