@@ -108,10 +108,21 @@ describe('Consumer options', () => {
     expect(p.patternNamespace).toBe('t1/ns1');
     expect(p.pattern!.test('persistent://t1/ns1/orders-eu')).toBe(true);
     expect(p.pattern!.test('persistent://t1/ns1/payments')).toBe(false);
+    expect(p.pattern!.test('non-persistent://t1/ns1/orders-eu')).toBe(false);
+    const all = compileConsumerConfig({ topicsPattern: 'persistent://t1/ns1/orders-.*', subscription: 's', regexSubscriptionMode: 'AllTopics' });
+    expect(all.pattern!.test('non-persistent://t1/ns1/orders-eu')).toBe(true);
+    expect(all.pattern!.test('persistent://t1/ns1/orders-eu')).toBe(true);
+    const np = compileConsumerConfig({ topicsPattern: 'non-persistent://t1/ns1/orders-.*', subscription: 's' });
+    expect(np.pattern!.test('non-persistent://t1/ns1/orders-eu')).toBe(true);
+    expect(np.pattern!.test('persistent://t1/ns1/orders-eu')).toBe(false);
   });
 
   it.each([
-    [{ topic: undefined }, /Exactly one of topic, topics and topicsPattern/],
+    [{ topic: undefined }, /Topic, topics or topicsPattern is required and must be specified as a string when creating consumer/],
+    [{ topic: undefined, topics: [0] }, /Topic, topics or topicsPattern is required/],
+    [{ nAckRedeliverTimeoutMs: -1 }, /NAck timeout should be greater than or equal to zero/],
+    [{ batchReceivePolicy: { maxNumMessages: -1, maxNumBytes: -1, timeoutMs: -1 } }, /At least one of maxNumMessages, maxNumBytes and timeoutMs must be specified/],
+    [{ topic: undefined, topicsPattern: 'x', regexSubscriptionMode: 'Some' }, /regexSubscriptionMode must be one of/],
     [{ topics: ['a'] }, /Exactly one of/],
     [{ subscription: '' }, /Subscription is required/],
     [{ readCompacted: true }, /compaction/],

@@ -40,10 +40,14 @@ export interface KeySharedPolicy {
  * the listener's consumer only so that this file needs nothing from the Consumer class above it: the
  * public `ConsumerConfig` (consumer.ts) is this with the Consumer class filled in.
  */
+export type RegexSubscriptionMode = 'PersistentOnly' | 'NonPersistentOnly' | 'AllTopics';
+
 export interface ConsumerOptions<TConsumer> {
   topic?: string;
   topics?: string[];
   topicsPattern?: string;
+  /** Which topics topicsPattern matches. Default: the pattern's own domain (persistent without one). */
+  regexSubscriptionMode?: RegexSubscriptionMode;
   subscription: string;
   subscriptionType?: SubscriptionType;
   subscriptionInitialPosition?: InitialPosition;
@@ -66,7 +70,7 @@ export interface ConsumerOptions<TConsumer> {
 const SUPPORTED_CONSUMER_OPTIONS = new Set([
   'topic', 'topics', 'topicsPattern', 'subscription', 'subscriptionType', 'subscriptionInitialPosition', 'ackTimeoutMs',
   'nAckRedeliverTimeoutMs', 'receiverQueueSize', 'consumerName', 'properties', 'listener', 'deadLetterPolicy',
-  'batchReceivePolicy', 'keySharedPolicy', 'patternAutoDiscoveryPeriodMs',
+  'batchReceivePolicy', 'keySharedPolicy', 'patternAutoDiscoveryPeriodMs', 'regexSubscriptionMode',
 ]);
 const KNOWN_UNSUPPORTED: Record<string, string> = {
   receiverQueueSizeAcrossPartitions: 'the receiver queue is per partition (receiverQueueSize)',
@@ -78,7 +82,6 @@ const KNOWN_UNSUPPORTED: Record<string, string> = {
   autoAckOldestChunkedMessageOnQueueFull: 'Strata does not chunk messages yet',
   schema: 'Strata has no schema registry yet',
   batchIndexAckEnabled: 'acknowledgements of batched messages are tracked by the client, per entry',
-  regexSubscriptionMode: 'topicsPattern matches persistent topics only',
   replicateSubscriptionState: 'Strata does not replicate subscriptions yet',
 };
 
@@ -129,25 +132,31 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
     if (c[key] === undefined || SUPPORTED_CONSUMER_OPTIONS.has(key)) continue;
     throw unsupportedOption('Consumer', key, KNOWN_UNSUPPORTED[key] ?? 'unknown option');
   }
+  // pulsar-client's words for a missing or mistyped topic, topics or topicsPattern.
+  const noTopic = 'Topic, topics or topicsPattern is required and must be specified as a string when creating consumer';
   const given = [config.topic !== undefined, config.topics !== undefined, config.topicsPattern !== undefined].filter(Boolean).length;
-  if (given !== 1) throw configError('Exactly one of topic, topics and topicsPattern is required');
-  if (typeof config.subscription !== 'string' || config.subscription === '') throw configError('Subscription is required and must be specified as a string');
+  if (given === 0) throw configError(noTopic);
+  if (given > 1) throw configError('Exactly one of topic, topics and topicsPattern is required');
+  if (config.topic !== undefined && (typeof config.topic !== 'string' || config.topic === '')) throw configError(noTopic);
+  if (config.topics !== undefined && (!Array.isArray(config.topics) || config.topics.length === 0 || config.topics.some((t) => typeof t !== 'string' || t === ''))) throw configError(noTopic);
+  if (config.topicsPattern !== undefined && (typeof config.topicsPattern !== 'string' || config.topicsPattern === '')) throw configError(noTopic);
+  if (typeof config.subscription !== 'string' || config.subscription === '') throw configError('Subscription is required and must be specified as a string when creating consumer');
   let topics: string[] = [];
   let pattern: RegExp | undefined;
   let patternNamespace: string | undefined;
   if (config.topic !== undefined) topics = [fullTopicName(config.topic)];
   if (config.topics !== undefined) {
-    if (!Array.isArray(config.topics) || config.topics.length === 0) throw configError('topics must be a non-empty array of topic names');
     topics = [...new Set(config.topics.map(fullTopicName))];
   }
   if (config.topicsPattern !== undefined) {
-    if (typeof config.topicsPattern !== 'string' || config.topicsPattern === '') throw configError('topicsPattern must be a non-empty string');
-    const full = config.topicsPattern.includes('://') ? config.topicsPattern
-      : config.topicsPattern.split('/').length === 3 ? `persistent://${config.topicsPattern}` : `persistent://public/default/${config.topicsPattern}`;
-    if (!full.startsWith('persistent://')) throw unsupportedOption('Consumer', 'topicsPattern', 'only persistent:// topics can be matched');
-    patternNamespace = namespaceOf(full);
+    const [givenDomain, rest] = config.topicsPattern.includes('://') ? config.topicsPattern.split('://', 2) as [string, string] : [undefined, config.topicsPattern];
+    if (givenDomain !== undefined && givenDomain !== 'persistent' && givenDomain !== 'non-persistent') throw configError(`Invalid topic domain in topicsPattern '${config.topicsPattern}'`);
+    const local = rest.split('/').length === 3 ? rest : `public/default/${rest}`;
+    const mode = pick(c.regexSubscriptionMode, 'regexSubscriptionMode', ['PersistentOnly', 'NonPersistentOnly', 'AllTopics'] as const, givenDomain === 'non-persistent' ? 'NonPersistentOnly' : 'PersistentOnly');
+    const domains = { PersistentOnly: 'persistent', NonPersistentOnly: 'non-persistent', AllTopics: '(?:persistent|non-persistent)' }[mode];
+    patternNamespace = namespaceOf(`persistent://${local}`);
     try {
-      pattern = new RegExp(`^${full}$`);
+      pattern = new RegExp(`^${domains}://(?:${local})$`);
     } catch (err) {
       throw new ClientError(ClientErrorCode.INVALID_CONFIGURATION, `topicsPattern is not a valid regular expression: ${String(err)}`);
     }
@@ -169,6 +178,13 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
   }
   if (ksMode === 'Sticky' && ranges.length === 0) throw configError("keyShareMode 'Sticky' needs stickyRanges");
   if (config.listener !== undefined && typeof config.listener !== 'function') throw configError('listener must be a function');
+  if (typeof c.nAckRedeliverTimeoutMs === 'number' && c.nAckRedeliverTimeoutMs < 0) throw configError('NAck timeout should be greater than or equal to zero');
+  const nAckTimeout = int(c.nAckRedeliverTimeoutMs, 'nAckRedeliverTimeoutMs', 60_000, 0, 24 * 3600_000);
+  const batchPolicy = config.batchReceivePolicy;
+  // As pulsar-client: a limit <= 0 is no limit, and at least one of the three must be set.
+  if (batchPolicy && [batchPolicy.maxNumMessages, batchPolicy.maxNumBytes, batchPolicy.timeoutMs].every((v) => typeof v === 'number' && v <= 0)) {
+    throw configError('At least one of maxNumMessages, maxNumBytes and timeoutMs must be specified.');
+  }
   const batchMax = int(config.batchReceivePolicy?.maxNumMessages, 'batchReceivePolicy.maxNumMessages', 100, -1, CONSUMER_LIMITS.batchReceiveMaxNumMessages);
   return {
     topics,
@@ -178,7 +194,7 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
     type: ({ Exclusive: 'EXCLUSIVE_SUB', Shared: 'SHARED_SUB', Failover: 'FAILOVER_SUB', KeyShared: 'KEY_SHARED_SUB' } as const)[type],
     initialPosition: pick(c.subscriptionInitialPosition, 'subscriptionInitialPosition', ['Latest', 'Earliest'] as const, 'Latest') === 'Earliest' ? 'EARLIEST' : 'LATEST',
     ackTimeoutMs,
-    nAckRedeliverTimeoutMs: int(c.nAckRedeliverTimeoutMs, 'nAckRedeliverTimeoutMs', 60_000, 0, 24 * 3600_000),
+    nAckRedeliverTimeoutMs: nAckTimeout,
     receiverQueueSize: int(c.receiverQueueSize, 'receiverQueueSize', 1000, 1, CONSUMER_LIMITS.receiverQueueSize),
     consumerName: typeof config.consumerName === 'string' ? config.consumerName : '',
     properties: checkStringMap(c.properties, 'properties'),
@@ -191,7 +207,7 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
     batch: {
       maxNumMessages: batchMax <= 0 ? CONSUMER_LIMITS.batchReceiveMaxNumMessages : batchMax,
       maxNumBytes: int(config.batchReceivePolicy?.maxNumBytes, 'batchReceivePolicy.maxNumBytes', 10 * 1024 * 1024, -1, 1024 * 1024 * 1024),
-      timeoutMs: int(config.batchReceivePolicy?.timeoutMs, 'batchReceivePolicy.timeoutMs', 100, 0, 3600_000),
+      timeoutMs: Math.max(0, int(config.batchReceivePolicy?.timeoutMs, 'batchReceivePolicy.timeoutMs', 100, -1, 3600_000)),
     },
     keyShared: type === 'KeyShared' ? {
       mode: ksMode === 'Sticky' ? 'STICKY' : 'AUTO_SPLIT',
