@@ -179,8 +179,8 @@ describe('position', () => {
     for (const m of await drain(c)) await c.acknowledge(m);
     await c.seek(MessageId.deserialize(ids[2]!.serialize()));
     const after = await drain(c);
-    expect(after.map((m) => m.getData().toString())[0]).toMatch(/^[23]$/);
-    expect(after.map((m) => m.getData().toString()).slice(-1)).toEqual(['4']);
+    // As pulsar-client: the message after the id comes next.
+    expect(after.map((m) => m.getData().toString())).toEqual(['3', '4']);
     await c.seekTimestamp(0);
     expect((await drain(c)).map((m) => m.getData().toString())).toEqual(['0', '1', '2', '3', '4']);
     await Promise.all([c.close(), producer.close()]);

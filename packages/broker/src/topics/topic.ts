@@ -96,7 +96,8 @@ export interface TopicSubscription {
   ack(consumer: Consumer, positions: Position[], cumulative: boolean): Promise<void>;
   nack(consumer: Consumer, positions: Position[]): void;
   redeliverUnacknowledged(consumer: Consumer, positions: Position[]): void;
-  seek(target: Position | InitialPosition | { timestampMs: number }): Promise<void>;
+  /** `after`: the entry after that position (pulsar-client's seek to a message id). */
+  seek(target: Position | InitialPosition | { timestampMs: number } | { after: Position }): Promise<void>;
   removeConsumer(consumer: Consumer): void;
 }
 
@@ -440,6 +441,7 @@ export class PersistentTopic implements Topic {
           const pos = await this.ml.findPositionByTime(target.timestampMs);
           return sub.seek(pos ?? 'latest');
         }
+        if (typeof target === 'object' && 'after' in target) return sub.seek(this.ml.nextPosition(target.after));
         return sub.seek(target);
       },
     };

@@ -207,7 +207,10 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
         const requestId = seek?.requestId ?? 0;
         try {
           const { sub: s } = need();
-          if (seek?.target === 'messageId') await s.seek(toTarget(seek.messageId));
+          if (seek?.target === 'messageId') {
+            const target = toTarget(seek.messageId);
+            await s.seek(seek.inclusive || typeof target === 'string' ? target : { after: target });
+          }
           else if (seek?.target === 'timestamp') await s.seek({ timestampMs: seek.timestamp ?? 0 });
           else throw new InvalidRequestError('seek needs a message_id or a timestamp');
           write({ success: { requestId } });

@@ -137,10 +137,10 @@ export class TopicConsumer {
     let startInclusive = false;
     if (!this.#spec.durable && this.#lastTaken) {
       start = this.#lastTaken;
-      startInclusive = this.#lastTaken.batchIndex >= 0 && this.#lastTaken.batchIndex < this.#lastTaken.batchSize - 1;
+      startInclusive = continuesBatch(this.#lastTaken);
     } else if (!this.#spec.durable && this.#seekStart) {
       start = this.#seekStart;
-      startInclusive = true;
+      startInclusive = continuesBatch(this.#seekStart);
     }
     const { id, promise } = this.#requests.start();
     call.write({
@@ -330,7 +330,10 @@ export class TopicConsumer {
 
   async seek(target: { messageId?: MessageId; timestamp?: number }): Promise<void> {
     const op = target.messageId ? 'Failed to seek message by id' : 'Failed to seek message by timestamp';
-    await this.#request({ seek: target.messageId ? { messageId: target.messageId.toWire() } : { timestamp: target.timestamp } }, op);
+    // As pulsar-client, the next message is the one after the id: its entry's next one, or the same
+    // entry when the id is a batched message with more after it (the earlier ones come again).
+    const id = target.messageId;
+    await this.#request({ seek: id ? { messageId: id.toWire(), inclusive: continuesBatch(id) } : { timestamp: target.timestamp } }, op);
     // What was buffered came from before the seek.
     this.#sink.purge(this);
     this.#lastTaken = undefined;
@@ -398,4 +401,9 @@ function release(m: Message): DeliveryRecord | undefined {
   rec.remaining--;
   if (rec.remaining === 0) rec.tc.consumed();
   return rec;
+}
+
+/** Whether messages follow `id` in its own entry (a batched message that is not the batch's last). */
+function continuesBatch(id: MessageId): boolean {
+  return id.batchIndex >= 0 && id.batchIndex < id.batchSize - 1;
 }
