@@ -452,7 +452,7 @@ export class PartitionProducer {
     if (msg.sequenceId !== undefined) this.#nextSeq = Math.max(this.#nextSeq, msg.sequenceId + 1);
     const deliverAt = msg.deliverAt ?? (msg.deliverAfter !== undefined ? Date.now() + msg.deliverAfter : 0);
     wire.deliverAtTime = deliverAt;
-    const size = msg.data.length + 32;
+    const size = (wire.payload?.length ?? 0) + 32;
     const key = msg.orderingKey ?? msg.partitionKey ?? '';
     const q: QueuedMessage = { wire, userSeq: msg.sequenceId, sequenceId: -1, size, key, deliverAt, done: deferred<MessageId>() };
     // Delayed messages travel alone: the whole entry shares one deliver-at time.
