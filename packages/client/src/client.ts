@@ -2,7 +2,7 @@ import { ConnectionPool } from './connection.js';
 import type { ClientContext } from './context.js';
 import { Consumer, type ConsumerConfig } from './consumer/consumer.js';
 import { ClientErrorCode, configError, fromGrpcError, operationError, unsupportedOption } from './errors.js';
-import { LogLevel, loggerFromHandler, silentLogger, type LogHandler, type Logger } from './logger.js';
+import { LogLevel, loggerFromHandler, type LogHandler, type Logger } from './logger.js';
 import { Producer, type ProducerConfig } from './producer.js';
 import { PublishedEnds } from './published-ends.js';
 import { Reader, type ReaderConfig } from './reader.js';
@@ -103,8 +103,11 @@ export class Client {
     if (!Number.isInteger(connectionTimeoutMs) || connectionTimeoutMs < 1 || connectionTimeoutMs > 600_000) throw configError('connectionTimeoutMs must be an integer in [1, 600000]');
     if (config.log !== undefined && typeof config.log !== 'function') throw configError('log must be a function');
     if (config.logLevel !== undefined && ![0, 1, 2, 3].includes(config.logLevel)) throw configError('logLevel must be a LogLevel (0-3)');
-    const handler = config.log ?? defaultLogHandler;
-    const logger = config.logger ?? (handler ? loggerFromHandler(handler, config.logLevel ?? LogLevel.INFO) : silentLogger);
+    // Without a `log` of its own, the client follows Client.setLogHandler, also one set later (as
+    // pulsar-client, whose log handler is process-wide).
+    const logger = config.logger ?? (config.log
+      ? loggerFromHandler(config.log, config.logLevel ?? LogLevel.INFO)
+      : loggerFromHandler(() => defaultLogHandler, config.logLevel ?? LogLevel.INFO, {}, true));
     const root = logger.child({ component: 'client' });
     this.#ctx = {
       pool: new ConnectionPool(webBases ? new WebLookup(webBases, opSeconds * 1000) : brokerHosts, opSeconds * 1000, root, connectionTimeoutMs),

@@ -25,15 +25,20 @@ export const silentLogger: Logger = {
   child: () => silentLogger,
 };
 
-/** Adapts pulsar-client's `log` callback (and its `logLevel` threshold) to the Logger seam. */
-export function loggerFromHandler(handler: LogHandler, minLevel: LogLevel = LogLevel.INFO, bindings: Record<string, unknown> = {}): Logger {
+/**
+ * Adapts pulsar-client's `log` callback (and its `logLevel` threshold) to the Logger seam. `handler`
+ * may be a getter (Client.setLogHandler's, which can change or be unset at any time).
+ */
+export function loggerFromHandler(handler: LogHandler | (() => LogHandler | undefined), minLevel: LogLevel = LogLevel.INFO, bindings: Record<string, unknown> = {}, dynamic = false): Logger {
   const emit = (level: LogLevel) => (obj: object, msg?: string) => {
     if (level < minLevel) return;
+    const target = dynamic ? (handler as () => LogHandler | undefined)() : (handler as LogHandler);
+    if (!target) return;
     const fields = { ...bindings, ...obj };
     const component = typeof fields.component === 'string' ? fields.component : 'client';
     const text = `${msg ?? ''} ${JSON.stringify(fields, errorReplacer)}`.trim();
     try {
-      handler(level, component, 0, text);
+      target(level, component, 0, text);
     } catch {
       // A throwing log handler must not break the SDK.
     }
@@ -43,7 +48,7 @@ export function loggerFromHandler(handler: LogHandler, minLevel: LogLevel = LogL
     info: emit(LogLevel.INFO),
     warn: emit(LogLevel.WARN),
     error: emit(LogLevel.ERROR),
-    child: (more) => loggerFromHandler(handler, minLevel, { ...bindings, ...more }),
+    child: (more) => loggerFromHandler(handler, minLevel, { ...bindings, ...more }, dynamic),
   };
 }
 
