@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Assembles the root filesystem of the Strata image: node and the shared libraries ldd lists for it,
 # tini (static) as PID 1, /etc/passwd with the non-root user 10001, and the built app under /app
-# (package.json files, packages/*/dist JavaScript, protos/, the production node_modules given).
+# (package.json files, packages/*/dist JavaScript, packages/*/bin launchers, protos/, the production
+# node_modules given).
 # Used by scripts/build-image.sh (local, FROM scratch) and by the Dockerfile's build stage, so that
 # both images hold the same files. Run from the repository root, after `npm run build`.
 #
@@ -48,6 +49,8 @@ cp -r protos "$rootfs/app/protos"
 for pkg in packages/*/; do
   mkdir -p "$rootfs/app/$pkg"
   cp "${pkg}package.json" "$rootfs/app/$pkg"
+  # A committed bin launcher (packages/cli/bin/strata.js): node_modules/.bin/strata links to it.
+  if [ -d "${pkg}bin" ]; then cp -r "${pkg}bin" "$rootfs/app/$pkg"; fi
   # Only files compiled from a source that still exists: a dist/ left by an earlier build may hold
   # outputs of deleted sources, which tsc never removes.
   (cd "$pkg" && find dist -type f -name '*.js' -print0 | while IFS= read -r -d '' js; do

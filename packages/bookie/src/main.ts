@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
-import { accessForAll, field, Lifecycle, loadProtos, ServiceHost, systemClock, type CallGate, type Clock, type Component, type ConfigValues, type Logger } from '@strata/runtime';
+import { accessForAll, field, Lifecycle, LOG_LEVELS, loadProtos, ServiceHost, systemClock, type CallGate, type Clock, type Component, type ConfigValues, type Logger } from '@strata/runtime';
 import type { ProtoGrpcType } from './generated/bookie.js';
 import { BookieStore } from './server/bookie-store.js';
 import { LedgerGc } from './server/gc.js';
@@ -46,7 +46,7 @@ export const bookieConfigSpec = {
   gcMaxBytesPerRun: field.int(1024 * MiB, 'at most about this many bytes removed per GC run', { min: MiB }),
   gcGraceMs: field.int(60_000, 'GC spares ledgers written this recently', { min: 0 }),
   sessionTtlMs: field.int(10_000, 'metadata session TTL: the registration vanishes this long after the bookie dies', { min: 2_000 }),
-  logLevel: field.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const, 'info', 'log level'),
+  logLevel: field.oneOf(LOG_LEVELS, 'info', 'log level'),
 };
 
 export type BookieConfig = ConfigValues<typeof bookieConfigSpec>;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { BookieLedgerClient, type LedgerClient } from '@strata/bookie';
 import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
 import {
-  field, Lifecycle, loadProtos, Random, ServiceHost, systemClock, type CallGate, type Clock, type Component, type ConfigValues, type Logger,
+  field, Lifecycle, LOG_LEVELS, loadProtos, Random, ServiceHost, systemClock, type CallGate, type Clock, type Component, type ConfigValues, type Logger,
 } from '@strata/runtime';
 import { BrokerService } from './topics/broker-service.js';
 import type { ProtoGrpcType as AdminProto } from './generated/admin.js';
@@ -54,7 +54,7 @@ export const brokerConfigSpec = {
   loadReportIntervalMs: field.int(5_000, 'how often the broker refreshes its load report in brokers/<id>', { min: 100 }),
   acquireWaitMs: field.int(2_000, 'a lookup of a bundle nobody owns yet waits this long for its acquisition before answering "retry"', { min: 0 }),
   unloadTimeoutMs: field.int(10_000, 'a graceful bundle unload (close its topics) may take this long before the bundle is released anyway', { min: 100 }),
-  logLevel: field.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const, 'info', 'log level'),
+  logLevel: field.oneOf(LOG_LEVELS, 'info', 'log level'),
 };
 
 export type BrokerConfig = ConfigValues<typeof brokerConfigSpec>;

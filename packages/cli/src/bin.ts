@@ -11,7 +11,9 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
 const program = new Command('strata')
   .description('Strata: a Pulsar-model messaging system. Server roles, a standalone cluster, and client tools.')
   .version(version)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .addHelpText('after', '\nClient commands (produce, consume, perf, admin) connect to --service-url; without it, to\n' +
+    'STRATA_SERVICE_URL if set, else pulsar://localhost:6650. Server roles: --log-level (standalone: warn).');
 
 /** A role command takes its flags raw: the role's config spec parses and validates them. */
 function roleCommand(name: string, summary: string, run: (argv: string[]) => Promise<void>): void {
@@ -27,13 +29,11 @@ function roleCommand(name: string, summary: string, run: (argv: string[]) => Pro
 
 // Server code is imported only when a server command runs, so client commands start fast.
 roleCommand('standalone', 'run a coordinator, a broker and two bookies in one process, for development', async (argv) => {
-  const { standaloneConfigSpec, startStandalone } = await import('./standalone.js');
+  const { standaloneBanner, standaloneConfigSpec, startStandalone } = await import('./standalone.js');
   await runRole({ name: 'standalone', summary: 'A one-machine Strata for development and the quick start.', spec: standaloneConfigSpec }, argv, async (config, logger) => {
-    const running = await startStandalone(config as Parameters<typeof startStandalone>[0], logger);
-    process.stdout.write(
-      `\nStrata standalone is ready.\n  service URL: ${running.serviceUrl}\n  metrics:     http://${String(config.host)}:${running.httpPort}/metrics\n` +
-        `  try:         npx strata produce my-topic -m hello   and   npx strata consume my-topic -s sub -p Earliest -n 0\n\n`,
-    );
+    const typed = config as Parameters<typeof startStandalone>[0];
+    const running = await startStandalone(typed, logger);
+    process.stdout.write(standaloneBanner(typed, running));
     return running;
   });
 });

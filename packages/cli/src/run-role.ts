@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, ErrorCode, describeConfig, loadConfig, type ConfigSpec } from '@strata/runtime';
+import { ConfigError, createLogger, ErrorCode, describeConfig, loadConfig, routeGrpcLogs, type ConfigSpec } from '@strata/runtime';
 import type { Role, RunningRole } from './roles.js';
 
 /** Exit codes: 2 for bad configuration (one line naming the field), 1 for a failure to start. */
@@ -30,6 +30,7 @@ export async function runRole(role: Pick<Role, 'name' | 'summary' | 'spec'>, arg
   }
   const level = typeof config.logLevel === 'string' ? config.logLevel : 'info';
   const logger = createLogger({ level: level as 'info', name: role.name });
+  routeGrpcLogs(logger);
   let running: RunningRole;
   try {
     running = await start(config, logger);

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { createMetadataStore } from '@strata/coordinator';
-import { field, loadConfig, type CallGate, type ConfigValues, type Logger } from '@strata/runtime';
+import { ErrorCode, field, loadConfig, LOG_LEVELS, StrataError, type CallGate, type ConfigValues, type Logger } from '@strata/runtime';
 import { roles, type RunningRole } from './roles.js';
 
 /**
@@ -20,7 +20,7 @@ export const standaloneConfigSpec = {
   bookieHttpPorts: field.list(['8000', '8001'], 'HTTP ports of the bookies, one per bookie'),
   coordinatorPort: field.int(6660, 'coordinator gRPC port', { min: 0, max: 65535 }),
   coordinatorHttpPort: field.int(8090, 'coordinator HTTP port', { min: 0, max: 65535 }),
-  logLevel: field.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info', 'log level'),
+  logLevel: field.oneOf(LOG_LEVELS, 'warn', 'log level (default warn: only problems; info shows what each role does)'),
 };
 export type StandaloneConfig = ConfigValues<typeof standaloneConfigSpec>;
 
@@ -40,6 +40,60 @@ function roleConfig(name: string, flags: Record<string, string | number>): Recor
   return loadConfig(role(name).spec, { argv, env: {} });
 }
 
+/** Which standalone flag sets the port a role's gRPC or HTTP server binds. */
+function portFlag(roleName: string, server: 'grpc' | 'http'): string {
+  const flags: Record<string, [string, string]> = {
+    coordinator: ['--coordinator-port', '--coordinator-http-port'],
+    bookie: ['--bookie-ports', '--bookie-http-ports'],
+    broker: ['--broker-port', '--broker-http-port'],
+  };
+  const [grpcFlag, httpFlag] = flags[roleName] ?? ['--grpc-port', '--http-port'];
+  return server === 'grpc' ? grpcFlag : httpFlag;
+}
+
+/**
+ * Starts one role; a port clash (the host's PortInUseError: code CONFIG with `server` and `port`) becomes
+ * one line naming the standalone flag that moves that port.
+ */
+async function startRole(name: string, config: Record<string, unknown>, deps: Parameters<ReturnType<typeof role>['start']>[1]): Promise<RunningRole> {
+  try {
+    return await role(name).start(config, deps);
+  } catch (err) {
+    const e = err as { code?: unknown; server?: unknown; port?: unknown };
+    if (e.code === ErrorCode.CONFIG && (e.server === 'grpc' || e.server === 'http') && typeof e.port === 'number') {
+      const flag = portFlag(name, e.server);
+      const value = flag.endsWith('ports') ? '<n>,<n>' : '<n>';
+      throw new StrataError(ErrorCode.CONFIG, `port ${e.port} is in use (the ${name}'s ${e.server === 'grpc' ? 'gRPC' : 'HTTP'} port): pass ${flag} ${value}`, { cause: err, retriable: false });
+    }
+    throw err;
+  }
+}
+
+/** The port `strata standalone` and the client commands use by default (pulsar://localhost:6650). */
+const DEFAULT_BROKER_PORT = 6650;
+const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', 'localhost', '::1', '0.0.0.0', '::']);
+
+/**
+ * What standalone prints once ready, framed so that it stands out from any log lines before it. When
+ * the client commands' default URL would not reach this broker, the hints carry `--service-url`.
+ */
+export function standaloneBanner(config: Pick<StandaloneConfig, 'host' | 'logLevel'>, running: Pick<RunningStandalone, 'serviceUrl' | 'grpcPort' | 'httpPort'>): string {
+  const nonDefault = running.grpcPort !== DEFAULT_BROKER_PORT || !LOOPBACK_HOSTS.has(config.host);
+  const url = nonDefault ? ` --service-url ${running.serviceUrl}` : '';
+  const rule = '='.repeat(78);
+  const lines = [
+    '', rule, ' Strata standalone is ready', '',
+    `   service URL: ${running.serviceUrl}`,
+    `   metrics:     http://${config.host}:${running.httpPort}/metrics`,
+    `   try:         npx strata produce my-topic -m hello${url}`,
+    `                npx strata consume my-topic -s sub -p Earliest -n 0${url}`,
+  ];
+  if (nonDefault) lines.push(`   or:          export STRATA_SERVICE_URL=${running.serviceUrl}   (then leave out --service-url)`);
+  if (config.logLevel === 'warn') lines.push('   logs:        warnings and errors only; --log-level info shows more');
+  lines.push('   stop:        Ctrl-C', rule, '');
+  return `${lines.join('\n')}\n`;
+}
+
 /** `gate`: the call gate every role's servers use (decision 0087); default: open. */
 export async function startStandalone(config: StandaloneConfig, logger: Logger, deps: { gate?: CallGate } = {}): Promise<RunningStandalone> {
   if (config.bookiePorts.length < 2 || config.bookiePorts.length !== config.bookieHttpPorts.length) {
@@ -57,13 +111,13 @@ export async function startStandalone(config: StandaloneConfig, logger: Logger, 
   };
   try {
     started.push(
-      await role('coordinator').start(
+      await startRole('coordinator',
         roleConfig('coordinator', { ...common, 'grpc-host': config.host, 'grpc-port': config.coordinatorPort, 'http-host': config.host, 'http-port': config.coordinatorHttpPort }),
         { logger: logger.child({ role: 'coordinator' }), metadata, gate: deps.gate },
       ),
     );
     for (const [i, port] of config.bookiePorts.entries()) {
-      const bookie = await role('bookie').start(
+      const bookie = await startRole('bookie',
         roleConfig('bookie', {
           ...common,
           'data-dir': join(dataDir, `bookie-${i}`),
@@ -77,7 +131,7 @@ export async function startStandalone(config: StandaloneConfig, logger: Logger, 
       );
       started.push(bookie);
     }
-    const broker = await role('broker').start(
+    const broker = await startRole('broker',
       roleConfig('broker', {
         ...common,
         'grpc-host': config.host,

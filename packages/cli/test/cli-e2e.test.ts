@@ -25,9 +25,9 @@ async function freePort(): Promise<number> {
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
-function runBin(args: string[], timeoutMs = 30_000): Promise<Run> {
+function runBin(args: string[], timeoutMs = 30_000, env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
@@ -150,6 +150,33 @@ describe('strata client commands against a standalone', () => {
     const brokers = await runBin(['admin', 'brokers', 'list', '--json', '--service-url', serviceUrl]);
     expect(brokers.code).toBe(0);
     expect((JSON.parse(brokers.stdout) as unknown[]).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('takes the service URL from STRATA_SERVICE_URL; --service-url wins; --help says so', async () => {
+    const topic = `persistent://public/default/cli-env-${id}`;
+    const produced = await runBin(['produce', topic, '-m', 'from-env'], 30_000, { STRATA_SERVICE_URL: serviceUrl });
+    expect(produced.code, produced.stderr).toBe(0);
+    // A URL nothing listens on in the environment, the right one as the flag: the flag is used.
+    const unused = await freePort();
+    const consumed = await runBin(['consume', topic, '-s', 'env-sub', '-p', 'Earliest', '-n', '1', '--service-url', serviceUrl], 30_000, { STRATA_SERVICE_URL: `pulsar://127.0.0.1:${unused}` });
+    expect(consumed.code, consumed.stderr).toBe(0);
+    expect(consumed.stdout).toContain('from-env');
+    const stats = await runBin(['admin', 'topics', 'stats', topic, '--json'], 30_000, { STRATA_SERVICE_URL: serviceUrl });
+    expect(stats.code, stats.stderr).toBe(0);
+    const help = await runBin(['produce', '--help']);
+    expect(help.stdout).toMatch(/--service-url <url>.*env:\s+STRATA_SERVICE_URL/s);
+    expect((await runBin(['--help'])).stdout).toContain('STRATA_SERVICE_URL');
+  });
+
+  it('topic stats name the subscription type as Pulsar does (Shared)', async () => {
+    const topic = `persistent://public/default/cli-subtype-${id}`;
+    expect((await runBin(['produce', topic, '-m', 'x', '--service-url', serviceUrl])).code).toBe(0);
+    const consumed = await runBin(['consume', topic, '-s', 'shared-sub', '-t', 'Shared', '-p', 'Earliest', '-n', '1', '--service-url', serviceUrl]);
+    expect(consumed.code, consumed.stderr).toBe(0);
+    const human = await runBin(['admin', 'topics', 'stats', topic, '--service-url', serviceUrl]);
+    expect(human.stdout).toMatch(/^shared-sub\s+Shared\s/m);
+    const json = JSON.parse((await runBin(['admin', 'topics', 'stats', topic, '--json', '--service-url', serviceUrl])).stdout) as { subscriptions: Array<{ name: string; type: string }> };
+    expect(json.subscriptions.map((x) => [x.name, x.type])).toEqual([['shared-sub', 'Shared']]);
   });
 
   it('creates a partitioned topic and looks its partitions up', async () => {

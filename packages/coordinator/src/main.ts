@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge } from 'prom-client';
 import { randomBytes } from 'node:crypto';
-import { accessForAll, field, Lifecycle, loadProtos, Random, ServiceHost, toGrpcError, type CallGate, type ConfigValues, type Logger } from '@strata/runtime';
+import { accessForAll, field, Lifecycle, LOG_LEVELS, loadProtos, Random, ServiceHost, toGrpcError, type CallGate, type ConfigValues, type Logger } from '@strata/runtime';
 import type { ProtoGrpcType } from './generated/coordinator.js';
 import type { CoordinatorHandlers } from './generated/strata/coordinator/v1/Coordinator.js';
 import { LeaderElector, type LeaderDuty } from './leader.js';
@@ -38,7 +38,7 @@ export const coordinatorConfigSpec = {
   brokerProbeIntervalMs: field.int(250, 'the leader probes every broker\'s address this often; refused connections revoke a dead broker\'s session (0: off, wait for the TTL)', { min: 0 }),
   brokerProbeFailures: field.int(2, 'consecutive refused probes that prove a broker\'s process gone', { min: 1, max: 100 }),
   brokerProbeTimeoutMs: field.int(1_000, 'a probe not answered within this long proves nothing (the broker keeps its session until the TTL)', { min: 50 }),
-  logLevel: field.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const, 'info', 'log level'),
+  logLevel: field.oneOf(LOG_LEVELS, 'info', 'log level'),
 };
 
 export type CoordinatorConfig = ConfigValues<typeof coordinatorConfigSpec>;

@@ -5,9 +5,31 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation, service as healthService } from 'grpc-health-check';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { accessForAll, admitHttp, ANONYMOUS, gateInterceptor, openGate, type CallGate, type MethodAccess, type RouteAccess, type ServiceAccess } from './gate.js';
-import { asStrataError } from './errors.js';
+import { asStrataError, ErrorCode, StrataError } from './errors.js';
 import { EndpointTable, readJsonBody, sendHttpError, sendReply, type HttpEndpoint, type HttpMethod } from './http-api.js';
 import type { Logger } from './logger.js';
+
+/**
+ * A port of a ServiceHost is taken by another process. Code CONFIG (a start-up problem the operator
+ * fixes by choosing another port); `server` and `port` say which, so a command can name its flag.
+ * The message names the role flag (`--grpc-port` / `--http-port`).
+ */
+export class PortInUseError extends StrataError {
+  constructor(readonly server: 'grpc' | 'http', readonly host: string, readonly port: number, cause?: unknown) {
+    super(ErrorCode.CONFIG, `port ${port} is in use (${host}:${port}): pass --${server}-port <n>`, { cause, retriable: false });
+    this.name = 'PortInUseError';
+  }
+}
+
+/**
+ * Sends grpc-js's own log lines (by default written straight to stderr, e.g. "E No address added out
+ * of total 1 resolved" next to an error that is also reported through the API) to `logger` at debug.
+ * grpc-js has one logger per process: call this once, from the composition root.
+ */
+export function routeGrpcLogs(logger: Logger): void {
+  const log = logger.child({ component: 'grpc-js' });
+  grpc.setLogger({ error: (...args: unknown[]) => log.debug(args.map(String).join(' ')) });
+}
 
 export interface ServiceHostOptions {
   /** The role's name: the health service reports it, metrics carry it as a label. */
@@ -115,16 +137,24 @@ export class ServiceHost {
     const { grpcHost, grpcPort, httpHost, httpPort, logger } = this.options;
     const boundGrpc = await new Promise<number>((resolve, reject) => {
       this.grpcServer.bindAsync(`${grpcHost}:${grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
-        err ? reject(err) : resolve(port),
+        // grpc-js reports a clash only in its message ("... errors: [listen EADDRINUSE ...]").
+        err ? reject(/EADDRINUSE/.test(err.message) ? new PortInUseError('grpc', grpcHost, grpcPort, err) : err) : resolve(port),
       );
     });
     this.widenReceiveWindows();
     const http = createServer((req, res) => void this.serveHttp(req, res));
     this.httpServer = http;
-    await new Promise<void>((resolve, reject) => {
-      http.once('error', reject);
-      http.listen(httpPort, httpHost, () => resolve());
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        http.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new PortInUseError('http', httpHost, httpPort, err) : err));
+        http.listen(httpPort, httpHost, () => resolve());
+      });
+    } catch (err) {
+      // The gRPC port is bound already: free it, so the process can exit and a retry can bind it.
+      this.httpServer = undefined;
+      this.grpcServer.forceShutdown();
+      throw err;
+    }
     this.bound = { grpcPort: boundGrpc, httpPort: (http.address() as AddressInfo).port };
     logger.info({ grpc: `${grpcHost}:${this.bound.grpcPort}`, http: `${httpHost}:${this.bound.httpPort}` }, 'listening');
     return this.bound;

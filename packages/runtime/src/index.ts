@@ -10,8 +10,8 @@ export {
 export {
   HTTP_API_MAX_BODY_BYTES, httpStatusOf, type EndpointAccess, type HttpEndpoint, type HttpMethod, type HttpReply, type HttpRequest,
 } from './http-api.js';
-export { channelOptions, ServiceHost, type HttpRoute, type ServiceHostOptions } from './host.js';
+export { channelOptions, PortInUseError, routeGrpcLogs, ServiceHost, type HttpRoute, type ServiceHostOptions } from './host.js';
 export { Lifecycle, type Component } from './lifecycle.js';
-export { createLogger, silentLogger, type Logger } from './logger.js';
+export { createLogger, LOG_LEVELS, silentLogger, type Logger } from './logger.js';
 export { SERVER_NODE_FLAGS } from './node-flags.js';
 export { loadProtos, PROTO_LOADER_OPTIONS, protosDir } from './protos.js';

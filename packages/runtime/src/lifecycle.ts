@@ -1,3 +1,4 @@
+import { ErrorCode } from './errors.js';
 import type { Logger } from './logger.js';
 
 /** A part of a process with a start and a stop (BookKeeper's LifecycleComponent). */
@@ -22,7 +23,10 @@ export class Lifecycle {
       try {
         await c.start();
       } catch (err) {
-        this.logger.error({ err, component: c.name }, 'start failed');
+        // A configuration problem (e.g. a port in use) is the composition root's one line to print; here
+        // it is only context.
+        if ((err as { code?: unknown }).code === ErrorCode.CONFIG) this.logger.info({ err, component: c.name }, 'start failed');
+        else this.logger.error({ err, component: c.name }, 'start failed');
         await this.stop();
         throw err;
       }

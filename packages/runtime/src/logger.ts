@@ -2,6 +2,9 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
+/** The levels a role's `logLevel` takes (pino's, `silent` for none). */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const satisfies readonly LevelWithSilent[];
+
 /** The root logger of a process; components take `logger.child({ component })` from their caller. */
 export function createLogger(options: { level?: LevelWithSilent; name?: string; pretty?: boolean } = {}): Logger {
   return pino({

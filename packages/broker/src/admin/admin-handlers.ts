@@ -43,6 +43,16 @@ export function adminHandlers(ctx: AdminHandlersContext): AdminHandlers {
     return [...new Set([...persistent, ...loaded])].sort();
   };
 
+  const loadedBundleCount = async (topics: string[]): Promise<number> => {
+    const ids = new Set<string>();
+    for (const key of topics) {
+      const name = TopicName.parse(key);
+      const bundle = bundleForHash(bundlesOf(name.namespaceName, await resources.getPolicies(name.namespaceName)), topicHash(name));
+      if (bundle) ids.add(bundle.id);
+    }
+    return ids.size;
+  };
+
   const topicStats = async (name: TopicName): Promise<TopicStats> => {
     const topic = await service.getTopic(name, { create: false });
     return topic.stats(me().url);
@@ -128,20 +138,26 @@ export function adminHandlers(ctx: AdminHandlersContext): AdminHandlers {
       };
     }),
     ListBrokers: u('ListBrokers', async () => {
-      // Every broker with a live session (brokers/<id>); this broker adds its own rates.
+      // Every broker with a live session (brokers/<id>): CPU and rates from its last load report, bundle
+      // counts from the ownership keys; this broker adds its own rates and CPU measured now.
       let inRate = 0;
       let outRate = 0;
-      for (const key of service.loadedTopicNames()) {
+      const loaded = service.loadedTopicNames();
+      for (const key of loaded) {
         const s = (await service.loadedTopic(TopicName.parse(key)))?.stats(me().url);
         inRate += Number(s?.msgRateIn ?? 0);
         outRate += Number(s?.msgRateOut ?? 0);
       }
       const registered = await service.resources.listBrokers();
-      if (!registered.some((b) => b.brokerId === me().brokerId)) registered.push({ brokerId: me().brokerId, url: me().url });
+      const mine = registered.find((b) => b.brokerId === me().brokerId);
+      if (!mine) registered.push({ brokerId: me().brokerId, url: me().url, cpuPercent: 0, msgRateIn: 0, msgRateOut: 0 });
+      // Without bundle ownership (one broker) every bundle with a loaded topic is this broker's.
+      const counts = ctx.ownership ? await resources.countOwnedBundles() : new Map([[me().brokerId, await loadedBundleCount(loaded)]]);
+      const myCpu = ctx.ownership?.cpuPercent ?? mine?.cpuPercent ?? 0;
       return {
         brokers: registered.map((b) => b.brokerId === me().brokerId
-          ? { brokerId: b.brokerId, url: me().url, bundleCount: 0, cpuPercent: 0, msgRateIn: inRate, msgRateOut: outRate }
-          : { brokerId: b.brokerId, url: b.url, bundleCount: 0, cpuPercent: 0, msgRateIn: 0, msgRateOut: 0 }),
+          ? { brokerId: b.brokerId, url: me().url, bundleCount: counts.get(b.brokerId) ?? 0, cpuPercent: myCpu, msgRateIn: inRate, msgRateOut: outRate }
+          : { brokerId: b.brokerId, url: b.url, bundleCount: counts.get(b.brokerId) ?? 0, cpuPercent: b.cpuPercent, msgRateIn: b.msgRateIn, msgRateOut: b.msgRateOut }),
       };
     }),
     ListBundles: u('ListBundles', async (req) => {

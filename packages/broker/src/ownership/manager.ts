@@ -104,7 +104,7 @@ export class OwnershipManager implements OwnershipView {
   private reportSeq = 0;
   private lastCpu = cpuUsage();
   private lastCpuAt: number;
-  private cpuPercent = 0;
+  private cpuPercentValue = 0;
   private reportTimer: NodeJS.Timeout | undefined;
   private draining = false;
   private started = false;
@@ -252,6 +252,11 @@ export class OwnershipManager implements OwnershipView {
   bundleSignal(bundleId: string): AbortSignal | undefined {
     const o = this.owned.get(bundleId);
     return o && !o.controller.signal.aborted ? o.controller.signal : undefined;
+  }
+
+  /** Process CPU in percent of one core over the last load-report interval (0 until a second has passed). */
+  get cpuPercent(): number {
+    return this.cpuPercentValue;
   }
 
   /** Bundles owned now. */
@@ -457,14 +462,14 @@ export class OwnershipManager implements OwnershipView {
     // placement: keep the last value until a full second has passed.
     if (elapsedMs >= 1_000) {
       const cpu = cpuUsage(this.lastCpu);
-      this.cpuPercent = round(((cpu.user + cpu.system) / 1000 / elapsedMs) * 100);
+      this.cpuPercentValue = round(((cpu.user + cpu.system) / 1000 / elapsedMs) * 100);
       this.lastCpu = cpuUsage();
       this.lastCpuAt = now;
     }
     const rss = memoryUsage.rss();
     const rates = this.options.rates?.() ?? { msgRateIn: 0, msgRateOut: 0 };
     const load: LoadReport = {
-      seq: ++this.reportSeq, atMs: this.clock.now(), cpuPercent: this.cpuPercent,
+      seq: ++this.reportSeq, atMs: this.clock.now(), cpuPercent: this.cpuPercentValue,
       memoryPercent: round((rss / totalmem()) * 100), memoryRssBytes: rss, msgRateIn: round(rates.msgRateIn), msgRateOut: round(rates.msgRateOut),
       bundleCount: this.owned.size,
     };

@@ -190,18 +190,51 @@ export class NamespaceResources {
     }
   }
 
-  /** Brokers with a live session (`brokers/<id>` -> { url }). */
-  async listBrokers(): Promise<Array<{ brokerId: string; url: string }>> {
+  /**
+   * Brokers with a live session (`brokers/<id>` -> { url, load }): `cpuPercent` and message rates
+   * from the broker's last load report (0 when it has not reported yet).
+   */
+  async listBrokers(): Promise<Array<{ brokerId: string; url: string; cpuPercent: number; msgRateIn: number; msgRateOut: number }>> {
     const page = await this.store.list('brokers/', { limit: LIST_PAGE });
     return page.items.map((kv) => {
-      let url = '';
+      let reg: { url?: unknown; load?: { cpuPercent?: unknown; msgRateIn?: unknown; msgRateOut?: unknown } } = {};
       try {
-        url = String((JSON.parse(kv.value.toString('utf8')) as { url?: unknown }).url ?? '');
+        reg = JSON.parse(kv.value.toString('utf8')) as typeof reg;
       } catch {
         // an unreadable registration still names a broker
       }
-      return { brokerId: kv.key.slice('brokers/'.length), url };
+      const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+      return {
+        brokerId: kv.key.slice('brokers/'.length), url: String(reg.url ?? ''),
+        cpuPercent: num(reg.load?.cpuPercent), msgRateIn: num(reg.load?.msgRateIn), msgRateOut: num(reg.load?.msgRateOut),
+      };
     });
+  }
+
+  /**
+   * Bundles owned per broker id, counted from the ownership keys (`ownership/<bundle>` -> { brokerId }),
+   * which are exact now (a load report's bundleCount is up to one report interval old).
+   */
+  async countOwnedBundles(): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    let startAfter: string | undefined;
+    let seen = 0;
+    for (;;) {
+      const page = await this.store.list('ownership/', { limit: LIST_PAGE, startAfter });
+      for (const item of page.items) {
+        let brokerId = '';
+        try {
+          brokerId = String((JSON.parse(item.value.toString('utf8')) as { brokerId?: unknown }).brokerId ?? '');
+        } catch {
+          // an unreadable record counts for nobody
+        }
+        if (brokerId) counts.set(brokerId, (counts.get(brokerId) ?? 0) + 1);
+      }
+      seen += page.items.length;
+      if (!page.more || page.items.length === 0 || seen >= LIST_MAX) break;
+      startAfter = page.items[page.items.length - 1]?.key;
+    }
+    return counts;
   }
 
   /** Direct children names under a prefix (the first path segment after it). */

@@ -5,6 +5,22 @@ import type { Position } from '../storage/index.js';
 
 export type SubscriptionType = 'EXCLUSIVE_SUB' | 'SHARED_SUB' | 'FAILOVER_SUB' | 'KEY_SHARED_SUB';
 
+/** Pulsar's names of the subscription types (what topic stats and the CLI show). */
+const TYPE_NAMES: Readonly<Record<SubscriptionType, string>> = {
+  EXCLUSIVE_SUB: 'Exclusive', SHARED_SUB: 'Shared', FAILOVER_SUB: 'Failover', KEY_SHARED_SUB: 'Key_Shared',
+};
+
+/** `Shared` for SHARED_SUB, and so on; '' for none. */
+export function subscriptionTypeName(type: SubscriptionType | undefined): string {
+  return type ? TYPE_NAMES[type] : '';
+}
+
+/**
+ * Cursor property holding the subscription's type by its Pulsar name, persisted with the cursor when a
+ * consumer attaches, so stats name the type after a restart before any consumer reconnects.
+ */
+export const SUBSCRIPTION_TYPE_PROPERTY = 'subscriptionType';
+
 /** An entry on its way to a consumer. */
 export interface DispatchEntry {
   readonly position: Position;

@@ -1,5 +1,5 @@
 import type { Clock, Logger } from '@strata/runtime';
-import { Consumer, type DispatchEntry, type SubscriptionType } from './consumer.js';
+import { Consumer, subscriptionTypeName, type DispatchEntry, type SubscriptionType } from './consumer.js';
 import { ConsumerBusyError, MessageTooLargeError, ProducerBusyError, ServiceNotReadyError, UnimplementedError } from '../errors.js';
 import type { BatchMetadata__Output } from '../generated/strata/broker/v1/BatchMetadata.js';
 import type { MessageId } from '../generated/strata/broker/v1/MessageId.js';
@@ -205,7 +205,7 @@ export class NonPersistentTopic implements Topic {
       outMsgs += out.msgRate;
       outBytes += out.byteRate;
       return {
-        name: s.name, type: s.type ?? '', msgBacklog: 0, msgRateOut: out.msgRate, unackedMessages: 0, msgDropped: s.dropped,
+        name: s.name, type: subscriptionTypeName(s.type), msgBacklog: 0, msgRateOut: out.msgRate, unackedMessages: 0, msgDropped: s.dropped,
         consumers: s.consumers.map((c) => ({ consumerName: c.name, availablePermits: c.permits, unackedMessages: 0, msgRateOut: c.rateOut.rates().msgRate })),
       };
     });

@@ -1,6 +1,6 @@
 import type { Clock, Logger, Random } from '@strata/runtime';
 import { decodeEnvelope, encodeEnvelope } from './codec.js';
-import { Consumer, type SubscriptionType } from './consumer.js';
+import { Consumer, SUBSCRIPTION_TYPE_PROPERTY, subscriptionTypeName, type SubscriptionType } from './consumer.js';
 import {
   ConsumerBusyError, InvalidRequestError, MessageTooLargeError, ProducerBusyError, ProducerFencedError, ServiceNotReadyError, TooManyRequestsError,
 } from '../errors.js';
@@ -266,6 +266,7 @@ export class PersistentTopic implements Topic {
       o.sink, new RateMeter(this.options.clock),
     );
     sub.addConsumer(consumer, o.type);
+    await this.persistType(sub, o.type);
     return { subscription: this.wrap(sub), consumer };
   }
 
@@ -302,7 +303,10 @@ export class PersistentTopic implements Topic {
       outMsgs += out.msgRate;
       outBytes += out.byteRate;
       return {
-        name: s.name, type: s.type ?? '', msgBacklog: s.cursor.backlog(), msgRateOut: out.msgRate, unackedMessages: s.unackedCount(),
+        name: s.name,
+        // With no consumer attached since load, the type persisted with the cursor.
+        type: subscriptionTypeName(s.type) || (s.cursor.properties[SUBSCRIPTION_TYPE_PROPERTY] ?? ''),
+        msgBacklog: s.cursor.backlog(), msgRateOut: out.msgRate, unackedMessages: s.unackedCount(),
         markDeletePosition: { ledgerId: s.cursor.markDeletePosition.ledgerId, entryId: s.cursor.markDeletePosition.entryId, batchIndex: -1, partition: this.name.partitionIndex },
         consumers: s.consumers.map((c) => ({ consumerName: c.name, availablePermits: c.permits, unackedMessages: c.pending.size, msgRateOut: c.rateOut.rates().msgRate })),
       };
@@ -415,6 +419,18 @@ export class PersistentTopic implements Topic {
     this.snapshotChain = this.snapshotChain
       .then(() => cursor.ackCumulative(pos, { properties }))
       .catch((err: unknown) => this.logger.warn({ err }, 'dedup snapshot failed (recovery will scan further back)'));
+  }
+
+  /**
+   * Writes the subscription type into the durable cursor's properties when it changed (the first
+   * consumer, or all consumers left and one of another type came), and persists it at once. A failed
+   * persist is only logged: the cursor stays dirty and the periodic flush writes it.
+   */
+  private async persistType(sub: Subscription, type: SubscriptionType): Promise<void> {
+    const name = subscriptionTypeName(type);
+    if (!sub.durable || sub.cursor.properties[SUBSCRIPTION_TYPE_PROPERTY] === name) return;
+    await sub.cursor.setProperties({ ...sub.cursor.properties, [SUBSCRIPTION_TYPE_PROPERTY]: name });
+    await sub.cursor.flush().catch((err: unknown) => this.logger.warn({ err, subscription: sub.name }, 'persisting the subscription type failed (the periodic flush retries)'));
   }
 
   private newSubscription(name: string, cursor: Cursor): Subscription {

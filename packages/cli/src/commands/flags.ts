@@ -8,6 +8,8 @@ import { UsageError } from './errors.js';
 import { fullTopicName, parseServiceUrl as sdkParseServiceUrl } from '@strata/client/admin';
 
 export const DEFAULT_SERVICE_URL = 'pulsar://localhost:6650';
+/** The environment variable every client command takes its default service URL from (`--service-url` wins). */
+export const SERVICE_URL_ENV = 'STRATA_SERVICE_URL';
 
 /** Subscription types as the SDK (and pulsar-client for Node) spells them. */
 export type CliSubscriptionType = 'Exclusive' | 'Shared' | 'Failover' | 'KeyShared';
@@ -110,7 +112,7 @@ export function serviceTargets(serviceUrl: string | undefined): string[] {
   try {
     return sdkParseServiceUrl(serviceUrl ?? DEFAULT_SERVICE_URL);
   } catch (err) {
-    throw new UsageError(`--service-url: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`--service-url (or ${SERVICE_URL_ENV}): ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { AdminApi } from '@strata/client/admin';
 import type { PartitionLookup, PolicyFlags } from './admin.js';
 import {
@@ -16,7 +16,7 @@ import {
 import { UsageError, describeError, exitCodeOf } from './errors.js';
 import type { ConsumeFlags, PerfConsumeFlags, PerfProduceFlags, ProduceFlags } from './flags.js';
 import {
-  DEFAULT_SERVICE_URL, checkBundleRange, checkNamespace, checkTopic, collect, compileConsumeOptions, compilePerfConsumeOptions,
+  DEFAULT_SERVICE_URL, SERVICE_URL_ENV, checkBundleRange, checkNamespace, checkTopic, collect, compileConsumeOptions, compilePerfConsumeOptions,
   compilePerfProduceOptions, compileProduceOptions, parseInteger, parseNumber, parseServiceUrl, parseSubscriptionType,
   serviceTargets,
 } from './flags.js';
@@ -330,8 +330,9 @@ function registerAdmin(program: Command, io: CliIo, command: ReturnType<typeof c
 // ---------------------------------------------------------------------------------------------------
 // plumbing
 
+/** `--service-url`, else the STRATA_SERVICE_URL environment variable, else pulsar://localhost:6650. */
 function withServiceUrl(cmd: Command): Command {
-  return cmd.option('--service-url <url>', 'broker service URL', DEFAULT_SERVICE_URL);
+  return cmd.addOption(new Option('--service-url <url>', 'broker service URL').env(SERVICE_URL_ENV).default(DEFAULT_SERVICE_URL));
 }
 
 /**
