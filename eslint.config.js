@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '**/src/generated/**', 'data/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', '**/src/generated/**', 'data/**', '.official-client-tests/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {
