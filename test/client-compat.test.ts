@@ -78,7 +78,61 @@ describe('Producer', () => {
   });
 });
 
+describe('Consumer', () => {
+  it('seek(id) resumes after that message, as pulsar-client', async () => {
+    const topic = unique('seek-id');
+    const producer = await client.createProducer({ topic, batchingEnabled: false });
+    const ids = [];
+    for (let i = 0; i < 10; i++) ids.push(await producer.send({ data: Buffer.from(`m-${i}`) }));
+    const consumer = await client.subscribe({ topic, subscription: 'sub' });
+    await consumer.seek(ids[5]!);
+    expect((await consumer.receive(5000)).getData().toString()).toBe('m-6');
+    await Promise.all([consumer.close(), producer.close()]);
+  });
+
+  it('a listener that throws is reported to Client.setLogHandler at ERROR, also for a client made before', async () => {
+    const lines: string[] = [];
+    const early = new Pulsar.Client({ serviceUrl: `pulsar://${standalone.address}` });
+    Pulsar.Client.setLogHandler((level, _file, _line, message) => { if (level === Pulsar.LogLevel.ERROR) lines.push(message); });
+    try {
+      const topic = unique('listener-error');
+      const producer = await early.createProducer({ topic });
+      await producer.send({ data: Buffer.from('x') });
+      const consumer = await early.subscribe({
+        topic, subscription: 's', subscriptionInitialPosition: 'Earliest',
+        listener: () => { throw new Error('listener expected error'); },
+      });
+      await expect.poll(() => lines.some((l) => l.includes('listener expected error')), { timeout: 5000 }).toBe(true);
+      await Promise.all([consumer.close(), producer.close()]);
+    } finally {
+      Pulsar.Client.setLogHandler(null);
+      await early.close();
+    }
+  });
+});
+
 describe('Reader', () => {
+  it('hasNext() after send + flush, after seek(id) and after seekTimestamp', async () => {
+    const topic = unique('reader-has-next');
+    const producer = await client.createProducer({ topic, batchingEnabled: false });
+    const reader = await client.createReader({ topic, startMessageId: Pulsar.MessageId.latest() });
+    expect(reader.hasNext()).toBe(false);
+    const ids = [];
+    for (let i = 0; i < 10; i++) ids.push(await producer.send({ data: Buffer.from(`m-${i}`) }));
+    await producer.flush();
+    expect(reader.hasNext()).toBe(true);
+    await reader.seek(ids[5]!);
+    expect(reader.hasNext()).toBe(true);
+    expect((await reader.readNext(5000)).getData().toString()).toBe('m-6');
+    const now = Date.now() + 1;
+    await reader.seekTimestamp(now);
+    expect(reader.hasNext()).toBe(false);
+    await reader.seekTimestamp(now - 100_000);
+    expect(reader.hasNext()).toBe(true);
+    expect((await reader.readNext(5000)).getData().toString()).toBe('m-0');
+    await Promise.all([reader.close(), producer.close()]);
+  });
+
   it.each([
     [{ startMessageId: Pulsar.MessageId.earliest() }, 'Topic is required and must be specified as a string when creating reader'],
     [{ topic: 0, startMessageId: Pulsar.MessageId.earliest() }, 'Topic is required and must be specified as a string when creating reader'],

@@ -43,6 +43,8 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
   /** Per topic consumer: last entry id of the topic as last fetched, and where this reader stands. */
   readonly #last = new Map<TopicConsumer, MessageId>();
   readonly #position = new Map<TopicConsumer, MessageId>();
+  /** After a seek by timestamp, until a message is taken: the entry read next (inclusive). */
+  readonly #nextAt = new Map<TopicConsumer, MessageId>();
   #refreshing: Promise<void> | undefined;
   #listenerLoop: Promise<void> | undefined;
 
@@ -130,7 +132,10 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
 
   #take(m: Message): void {
     const tc = takeMessage(m);
-    if (tc) this.#position.set(tc, m.getMessageId());
+    if (tc) {
+      this.#position.set(tc, m.getMessageId());
+      this.#nextAt.delete(tc);
+    }
   }
 
   /** The next message; `Failed to receive message: TimeOut` after `timeout` ms if given. */
@@ -170,9 +175,14 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
     if (this.#queue.length > 0) return true;
     for (const tc of this.#tcs) {
       const pos = this.#position.get(tc);
+      const nextAt = pos ? undefined : this.#nextAt.get(tc);
       for (const last of [this.#last.get(tc), this.#ctx.published.get(tc.topic)]) {
         if (!last || last.ledgerId < 0) continue;
-        if (!pos || last.ledgerId > pos.ledgerId || (last.ledgerId === pos.ledgerId && last.entryId > pos.entryId)) return true;
+        if (nextAt) {
+          if (last.ledgerId > nextAt.ledgerId || (last.ledgerId === nextAt.ledgerId && last.entryId >= nextAt.entryId)) return true;
+        } else if (!pos || last.ledgerId > pos.ledgerId || (last.ledgerId === pos.ledgerId && last.entryId > pos.entryId)) {
+          return true;
+        }
       }
     }
     return false;
@@ -195,6 +205,7 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
     if (targets.length === 0) throw operationError('Failed to seek message by id', ClientErrorCode.INVALID_ARGUMENT, 'the id is of no partition of this topic');
     await Promise.all(targets.map(async (tc) => {
       await tc.seek({ messageId });
+      this.#nextAt.delete(tc);
       this.#position.set(tc, messageId.isLatest() ? await tc.lastMessageId() : messageId);
     }));
     return null;
@@ -203,8 +214,10 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
   async seekTimestamp(timestamp: number): Promise<null> {
     if (this.#closed) throw operationError('Failed to seek message by timestamp', ClientErrorCode.ALREADY_CLOSED);
     await Promise.all(this.#tcs.map(async (tc) => {
-      await tc.seek({ timestamp });
+      const next = await tc.seek({ timestamp });
       this.#position.delete(tc);
+      if (next) this.#nextAt.set(tc, next);
+      else this.#nextAt.delete(tc);
     }));
     return null;
   }

@@ -32,7 +32,7 @@ class NpSubscription implements TopicSubscription {
   async ack(): Promise<void> {}
   nack(): void {}
   redeliverUnacknowledged(): void {}
-  async seek(): Promise<void> {
+  async seek(): Promise<never> {
     throw new UnimplementedError('seek on a non-persistent topic');
   }
   removeConsumer(consumer: Consumer): void {

@@ -192,7 +192,7 @@ export class Subscription {
    * Resets the cursor (seek). Everything delivered and not acked is forgotten: the cursor now decides
    * what comes next. Consumers keep their streams; a client drops what it buffered before the answer.
    */
-  async seek(target: Position | InitialPosition): Promise<void> {
+  async seek(target: Position | InitialPosition): Promise<Position> {
     // No dispatch pass may run between forgetting the old state and the cursor reset.
     this.seeking = true;
     try {
@@ -209,7 +209,9 @@ export class Subscription {
     } finally {
       this.seeking = false;
     }
+    const next = this.cursor.readPosition;
     this.schedule();
+    return next;
   }
 
   /** Stops dispatching; consumers get `closed(reason)`. Closes (never deletes) the cursor unless told not to. */

@@ -97,7 +97,7 @@ export interface TopicSubscription {
   nack(consumer: Consumer, positions: Position[]): void;
   redeliverUnacknowledged(consumer: Consumer, positions: Position[]): void;
   /** `after`: the entry after that position (pulsar-client's seek to a message id). */
-  seek(target: Position | InitialPosition | { timestampMs: number } | { after: Position }): Promise<void>;
+  seek(target: Position | InitialPosition | { timestampMs: number } | { after: Position }): Promise<Position>;
   removeConsumer(consumer: Consumer): void;
 }
 

@@ -207,13 +207,16 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
         const requestId = seek?.requestId ?? 0;
         try {
           const { sub: s } = need();
+          let next: Position;
           if (seek?.target === 'messageId') {
             const target = toTarget(seek.messageId);
-            await s.seek(seek.inclusive || typeof target === 'string' ? target : { after: target });
+            next = await s.seek(seek.inclusive || typeof target === 'string' ? target : { after: target });
+          } else if (seek?.target === 'timestamp') {
+            next = await s.seek({ timestampMs: seek.timestamp ?? 0 });
+          } else {
+            throw new InvalidRequestError('seek needs a message_id or a timestamp');
           }
-          else if (seek?.target === 'timestamp') await s.seek({ timestampMs: seek.timestamp ?? 0 });
-          else throw new InvalidRequestError('seek needs a message_id or a timestamp');
-          write({ success: { requestId } });
+          write({ success: { requestId, readPosition: { ledgerId: next.ledgerId, entryId: next.entryId, batchIndex: -1, partition: -1 } } });
         } catch (err) {
           fail(requestId, err);
         }

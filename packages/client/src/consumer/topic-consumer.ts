@@ -316,28 +316,31 @@ export class TopicConsumer {
     this.#call!.write({ redeliver: { messageIds: ids.map((id) => ({ ledgerId: id.ledgerId, entryId: id.entryId, batchIndex: -1, partition: this.partition })) } });
   }
 
-  async #request(command: ConsumerCommand, op: string): Promise<void> {
+  async #request(command: ConsumerCommand, op: string): Promise<ConsumerEvent__Output> {
     if (!this.isConnected()) throw operationError(op, this.isClosed ? ClientErrorCode.ALREADY_CLOSED : ClientErrorCode.UNAVAILABLE, 'not connected');
     const { id, promise } = this.#requests.start();
     const key = Object.keys(command)[0] as keyof ConsumerCommand;
     this.#call!.write({ [key]: { ...(command[key] as object), requestId: id } });
     try {
-      await promise;
+      return await promise;
     } catch (err) {
       throw fromGrpcError(err).withContext(op);
     }
   }
 
-  async seek(target: { messageId?: MessageId; timestamp?: number }): Promise<void> {
+  /** Resolves with the entry the subscription reads next, as the broker answered (undefined from an older broker). */
+  async seek(target: { messageId?: MessageId; timestamp?: number }): Promise<MessageId | undefined> {
     const op = target.messageId ? 'Failed to seek message by id' : 'Failed to seek message by timestamp';
     // As pulsar-client, the next message is the one after the id: its entry's next one, or the same
     // entry when the id is a batched message with more after it (the earlier ones come again).
     const id = target.messageId;
-    await this.#request({ seek: id ? { messageId: id.toWire(), inclusive: continuesBatch(id) } : { timestamp: target.timestamp } }, op);
+    const answer = await this.#request({ seek: id ? { messageId: id.toWire(), inclusive: continuesBatch(id) } : { timestamp: target.timestamp } }, op);
     // What was buffered came from before the seek.
     this.#sink.purge(this);
     this.#lastTaken = undefined;
     this.#seekStart = target.messageId && !target.messageId.isEarliest() && !target.messageId.isLatest() ? target.messageId : undefined;
+    const next = answer.success?.readPosition;
+    return next ? new MessageId(Number(next.ledgerId), Number(next.entryId), -1, this.partition, 1, this.topic) : undefined;
   }
 
   async unsubscribe(): Promise<void> {
