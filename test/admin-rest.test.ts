@@ -224,6 +224,41 @@ describe('admin REST API v2 on a standalone', () => {
     expect((await call('GET', '/admin/v2/persistent/public/nope-ns')).status).toBe(404);
   });
 
+  it('subscriptions: create, list, skip_all, resetcursor, delete (in use: 412 unless forced), on partitions too', async () => {
+    const name = unique('subs');
+    const path = `/admin/v2/persistent/public/default/${name}`;
+    expect((await call('PUT', path)).status).toBe(204);
+    expect((await call('PUT', `${path}/subscription/s1`, { ledgerId: -1, entryId: -1 })).status).toBe(204);
+    expect((await call('PUT', `${path}/subscription/s1`)).status).toBe(409);
+    expect((await call('PUT', `${path}/subscription/s2`, { bad: true })).status).toBe(400);
+    const producer = await client.createProducer({ topic: name, batchingEnabled: false });
+    for (let i = 0; i < 3; i++) await producer.send({ data: Buffer.from(`m${i}`) });
+    await producer.close();
+    expect((await call('GET', `${path}/subscriptions`)).body).toEqual(['s1']);
+    const backlog = async () => ((await call('GET', `${path}/stats`)).body as { subscriptions: Record<string, { msgBacklog: number }> }).subscriptions.s1?.msgBacklog;
+    expect(await backlog()).toBe(3);
+    expect((await call('POST', `${path}/subscription/s1/skip_all`)).status).toBe(204);
+    expect(await backlog()).toBe(0);
+    expect((await call('POST', `${path}/subscription/s1/resetcursor/0`)).status).toBe(204);
+    expect(await backlog()).toBe(3);
+    expect((await call('POST', `${path}/subscription/s1/resetcursor/soon`)).status).toBe(400);
+    expect((await call('POST', `${path}/subscription/nope/skip_all`)).status).toBe(404);
+    const consumer = await client.subscribe({ topic: name, subscription: 'busy' });
+    expect((await call('DELETE', `${path}/subscription/busy`)).status).toBe(412);
+    expect((await call('DELETE', `${path}/subscription/busy?force=true`)).status).toBe(204);
+    await consumer.close().catch(() => undefined);
+    expect((await call('DELETE', `${path}/subscription/s1`)).status).toBe(204);
+    expect((await call('DELETE', `${path}/subscription/s1`)).status).toBe(404);
+    expect((await call('GET', `${path}/subscriptions`)).body).toEqual([]);
+    // A partitioned topic: the operation runs on every partition.
+    const ppath = `/admin/v2/persistent/public/default/${unique('psubs')}`;
+    expect((await call('PUT', `${ppath}/partitions`, 2)).status).toBe(204);
+    expect((await call('PUT', `${ppath}/subscription/ps`)).status).toBe(204);
+    expect((await call('GET', `${ppath}/subscriptions`)).body).toEqual(['ps']);
+    expect((await call('DELETE', `${ppath}/subscription/ps`)).status).toBe(204);
+    expect((await call('GET', `${ppath}/subscriptions`)).body).toEqual([]);
+  });
+
   it('non-persistent topics: create, list, stats, delete', async () => {
     const name = unique('np');
     const path = `/admin/v2/non-persistent/public/default/${name}`;
@@ -330,9 +365,15 @@ describe('admin REST API v2 with two brokers', () => {
     } finally {
       await client.close();
     }
+    const owners = new Set<string>();
+    for (let i = 0; i < 8; i++) owners.add(((await http(baseA, 'GET', `/lookup/v2/topic/persistent/${ns}/spread-partition-${i}`)).body as { httpUrl: string }).httpUrl);
+    expect([...owners].sort()).toEqual([baseA, baseB].sort());
     const ps = await http(baseA, 'GET', `/admin/v2/persistent/${ns}/spread/partitioned-stats`);
     expect(ps).toMatchObject({ status: 200, body: { metadata: { partitions: 8 } } });
     expect(Object.keys((ps.body as { partitions: object }).partitions)).toHaveLength(8);
+    // A subscription operation on a partitioned topic is forwarded to each partition's owner.
+    expect((await http(baseA, 'PUT', `/admin/v2/persistent/${ns}/spread/subscription/everywhere`)).status).toBe(204);
+    expect((await http(baseB, 'GET', `/admin/v2/persistent/${ns}/spread/subscriptions`)).body).toEqual(['everywhere']);
     expect((await http(baseA, 'DELETE', path)).status).toBe(204);
   });
 });

@@ -1,10 +1,11 @@
 import { namespaceBundles } from '@strata/coordinator';
-import { AlreadyExistsError, NotFoundError, UnimplementedError } from '../errors.js';
+import { AlreadyExistsError, InvalidRequestError, NotFoundError, UnimplementedError } from '../errors.js';
 import type { TopicStats } from '../generated/strata/broker/v1/TopicStats.js';
 import { parseNamespace, TopicName } from '../names.js';
 import type { OwnershipManager } from '../ownership/index.js';
 import type { NamespacePolicies, TenantInfo } from '../resources/namespace-resources.js';
 import type { BrokerService } from '../topics/broker-service.js';
+import { PersistentTopic } from '../topics/topic.js';
 
 /**
  * The broker's admin operations, once: the gRPC Admin service (admin-handlers.ts) and the REST admin
@@ -28,6 +29,9 @@ export interface BrokerEntry {
 }
 
 export type AdminOps = ReturnType<typeof adminOps>;
+
+/** Where a new subscription's cursor starts (the storage room's InitialPosition). */
+export type SubscriptionStart = 'earliest' | 'latest';
 
 export function adminOps(ctx: AdminOpsContext) {
   const { service } = ctx;
@@ -55,6 +59,12 @@ export function adminOps(ctx: AdminOpsContext) {
   const oneTopicStats = async (name: TopicName): Promise<TopicStats> => {
     const topic = await service.getTopic(name, { create: false });
     return topic.stats(me().url);
+  };
+
+  const persistentTopic = async (name: TopicName): Promise<PersistentTopic> => {
+    const topic = await service.getTopic(name, { create: false });
+    if (!(topic instanceof PersistentTopic)) throw new InvalidRequestError(`${name} is not persistent: it has no durable subscriptions`);
+    return topic;
   };
 
   const updatePolicies = async (namespace: string, change: (current: NamespacePolicies) => NamespacePolicies): Promise<NamespacePolicies> => {
@@ -151,6 +161,14 @@ export function adminOps(ctx: AdminOpsContext) {
       const p = await resources.getPolicies(ns);
       for (const b of namespaceBundles(ns, { bundles: p.bundles, bundleBoundaries: p.bundleBoundaries })) await ctx.ownership.requestUnload(b.id);
     },
+
+    /** Subscription operations of a persistent topic, loaded on this broker (its owner). */
+    createSubscription: async (name: TopicName, subscription: string, initialPosition: SubscriptionStart) =>
+      (await persistentTopic(name)).createSubscription(subscription, initialPosition),
+    deleteSubscription: async (name: TopicName, subscription: string, force: boolean) =>
+      (await persistentTopic(name)).deleteSubscription(subscription, force),
+    resetSubscription: async (name: TopicName, subscription: string, target: { timestampMs: number } | 'latest') =>
+      (await persistentTopic(name)).resetSubscription(subscription, target),
 
     /** Who owns the topic's bundle (with its HTTP address), undefined while nobody does. */
     ownerOf: async (name: TopicName): Promise<(BrokerEntry & { isMine: boolean }) | undefined> => {

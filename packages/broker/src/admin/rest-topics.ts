@@ -2,7 +2,7 @@ import { ErrorCode, StrataError, type EndpointAccess, type HttpEndpoint, type Ht
 import type { TopicStats } from '../generated/strata/broker/v1/TopicStats.js';
 import type { TopicDomain, TopicName } from '../names.js';
 import { MAX_PARTITIONS } from '../resources/namespace-resources.js';
-import type { AdminOps } from './admin-ops.js';
+import type { AdminOps, SubscriptionStart } from './admin-ops.js';
 import { bodyError, namespaceParam, queryFlag, redirectToOwner, topicParam, type RestTools } from './rest-common.js';
 
 /**
@@ -114,6 +114,58 @@ async function partitionStats(ops: AdminOps, partition: TopicName, domain: Topic
     throw new StrataError(code, `stats of ${partition} from ${owner.brokerId}: ${body.reason ?? res.status}`, { retriable: code !== ErrorCode.NOT_FOUND });
   }
   return body;
+}
+
+/**
+ * Runs a subscription operation on a topic, or on every partition of a partitioned one (as Pulsar
+ * does): a partition this broker owns runs here, another is forwarded with the same method and body
+ * to its owner's REST API. The first failure is the answer.
+ */
+async function onEachPartition(
+  ops: AdminOps, req: HttpRequest, name: TopicName, domain: TopicDomain, suffix: string, run: (topic: TopicName) => Promise<void>,
+): Promise<HttpReply> {
+  const n = await ops.partitions(name);
+  if (n === 0) {
+    const redirect = await redirectToOwner(ops, req, name);
+    if (redirect) return redirect;
+    await run(name);
+    return {};
+  }
+  await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const partition = name.partition(i);
+    const owner = await ops.ownerOf(partition);
+    if (!owner) throw new StrataError(ErrorCode.SERVICE_NOT_READY, `no broker owns the bundle of ${partition} yet; retry`, { retriable: true });
+    if (owner.isMine) return run(partition);
+    if (!owner.httpUrl) throw new StrataError(ErrorCode.SERVICE_NOT_READY, `${partition} is served by ${owner.brokerId}, which has no HTTP address; retry`, { retriable: true });
+    const query = new URLSearchParams(req.query);
+    query.set('authoritative', 'true');
+    const url = `http://${owner.httpUrl}/admin/v2/${domain}/${partition.tenant}/${partition.namespace}/${encodeURIComponent(partition.localName)}/${suffix}?${query.toString()}`;
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method: req.method, redirect: 'manual', signal: AbortSignal.timeout(PARTITION_STATS_TIMEOUT_MS),
+        ...(req.body === undefined ? {} : { body: JSON.stringify(req.body), headers: { 'content-type': 'application/json' } }),
+      });
+    } catch (err) {
+      throw new StrataError(ErrorCode.UNAVAILABLE, `${req.method} on ${partition} at ${owner.brokerId} failed`, { retriable: true, cause: err });
+    }
+    if (res.status >= 300) {
+      const body = (await res.json().catch(() => ({}))) as { reason?: string };
+      const code = res.status === 404 ? ErrorCode.NOT_FOUND : res.status === 409 ? ErrorCode.ALREADY_EXISTS : ErrorCode.UNAVAILABLE;
+      throw new StrataError(code, `${partition} at ${owner.brokerId}: ${body.reason ?? res.status}`, { retriable: code === ErrorCode.UNAVAILABLE });
+    }
+  }));
+  return {};
+}
+
+/** Pulsar's create-subscription body: a MessageId; only earliest (-1:-1) and latest (the default) are taken. */
+function subscriptionStart(body: unknown): SubscriptionStart {
+  if (body === undefined) return 'latest';
+  const b = body as { ledgerId?: unknown; entryId?: unknown };
+  if (typeof body === 'object' && body !== null && b.ledgerId === -1 && b.entryId === -1) return 'earliest';
+  if (typeof body === 'object' && body !== null && b.ledgerId === Number.MAX_SAFE_INTEGER) return 'latest';
+  if (body === 'earliest' || body === 'latest') return body;
+  throw bodyError('a MessageId of earliest {"ledgerId": -1, "entryId": -1} or latest (or no body: latest)');
 }
 
 function partitionsBody(body: unknown): number {
@@ -228,6 +280,29 @@ export function topicEndpoints({ ops, endpoint }: RestTools): HttpEndpoint[] {
           },
         };
       })),
+      endpoint('PUT', `${topic}/subscription/:subscription`, onTopic, async (req) => {
+        const name = topicParam(req, domain);
+        const start = subscriptionStart(req.body);
+        const sub = req.params.subscription as string;
+        return onEachPartition(ops, req, name, domain, `subscription/${encodeURIComponent(sub)}`, (t) => ops.createSubscription(t, sub, start));
+      }),
+      endpoint('DELETE', `${topic}/subscription/:subscription`, onTopic, async (req) => {
+        const sub = req.params.subscription as string;
+        return onEachPartition(ops, req, topicParam(req, domain), domain, `subscription/${encodeURIComponent(sub)}`,
+          (t) => ops.deleteSubscription(t, sub, queryFlag(req, 'force')));
+      }, { busyStatus: 412 }),
+      endpoint('POST', `${topic}/subscription/:subscription/skip_all`, onTopic, async (req) => {
+        const sub = req.params.subscription as string;
+        return onEachPartition(ops, req, topicParam(req, domain), domain, `subscription/${encodeURIComponent(sub)}/skip_all`,
+          (t) => ops.resetSubscription(t, sub, 'latest'));
+      }),
+      endpoint('POST', `${topic}/subscription/:subscription/resetcursor/:timestamp`, onTopic, async (req) => {
+        const sub = req.params.subscription as string;
+        const ts = req.params.timestamp as string;
+        if (!/^[0-9]{1,16}$/.test(ts)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `timestamp must be milliseconds since the epoch, got ${ts.slice(0, 40)}`, { retriable: false });
+        return onEachPartition(ops, req, topicParam(req, domain), domain, `subscription/${encodeURIComponent(sub)}/resetcursor/${ts}`,
+          (t) => ops.resetSubscription(t, sub, { timestampMs: Number(ts) }));
+      }),
       endpoint('PUT', `${topic}/unload`, onTopic, owned(async (_req, name) => {
         await ops.unloadTopic(name);
         return {};

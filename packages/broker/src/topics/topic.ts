@@ -2,7 +2,7 @@ import type { Clock, Logger, Random } from '@strata/runtime';
 import { decodeEnvelope, encodeEnvelope } from './codec.js';
 import { Consumer, type SubscriptionType } from './consumer.js';
 import {
-  ConsumerBusyError, InvalidRequestError, MessageTooLargeError, ProducerBusyError, ServiceNotReadyError, TooManyRequestsError,
+  AlreadyExistsError, ConsumerBusyError, InvalidRequestError, NotFoundError, MessageTooLargeError, ProducerBusyError, ServiceNotReadyError, TooManyRequestsError,
 } from '../errors.js';
 import type { BatchMetadata__Output } from '../generated/strata/broker/v1/BatchMetadata.js';
 import type { MessageId } from '../generated/strata/broker/v1/MessageId.js';
@@ -277,6 +277,43 @@ export class PersistentTopic implements Topic {
     this.subscriptions.delete(sub.name);
     await sub.close('unsubscribed', { closeCursor: !sub.durable });
     if (sub.durable) await this.ml.deleteCursor(sub.name);
+  }
+
+  /**
+   * Admin: a durable subscription with no consumer yet, its cursor at `initialPosition` (Pulsar's
+   * create-subscription). ALREADY_EXISTS when the subscription exists.
+   */
+  async createSubscription(name: string, initialPosition: InitialPosition): Promise<void> {
+    this.checkOpen();
+    if (name.startsWith(RESERVED_SUBSCRIPTION_PREFIX)) throw new InvalidRequestError(`subscription names starting with "${RESERVED_SUBSCRIPTION_PREFIX}" are reserved`);
+    if (this.subscriptions.has(name)) throw new AlreadyExistsError(`subscription ${name} on ${this.name}`);
+    const cursor = await this.ml.openCursor(name, { initialPosition });
+    this.checkOpen();
+    if (!this.subscriptions.has(name)) this.subscriptions.set(name, this.newSubscription(name, cursor));
+  }
+
+  /**
+   * Admin: removes a durable subscription and its cursor. CONSUMER_BUSY while consumers are attached,
+   * unless `force`, which closes them first (their streams get Closed). NOT_FOUND when absent.
+   */
+  async deleteSubscription(name: string, force: boolean): Promise<void> {
+    const sub = this.durableSubscription(name);
+    if (sub.consumers.length > 0 && !force) throw new ConsumerBusyError(`subscription ${name} has consumers connected`);
+    this.subscriptions.delete(name);
+    await sub.close('subscription deleted', { closeCursor: false });
+    await this.ml.deleteCursor(name);
+  }
+
+  /** Admin: the subscription's seek, to the first message published at or after a time, or to the end (skip all). */
+  async resetSubscription(name: string, target: { timestampMs: number } | 'latest'): Promise<void> {
+    await this.wrap(this.durableSubscription(name)).seek(target);
+  }
+
+  private durableSubscription(name: string): Subscription {
+    this.checkOpen();
+    const sub = this.subscriptions.get(name);
+    if (!sub || !sub.durable) throw new NotFoundError(`subscription ${name} on ${this.name}`);
+    return sub;
   }
 
   lastMessageId(): MessageId {
