@@ -131,6 +131,15 @@ describe('admin REST API v2 on a standalone', () => {
     const topic = `persistent://${ns}/t`;
     expect((await call('PUT', `/admin/v2/persistent/${ns}/t`)).status).toBe(204);
     expect((await call('GET', `/admin/v2/namespaces/${ns}/topics`)).body).toEqual([topic]);
+    expect((await call('PUT', `/admin/v2/non-persistent/${ns}/np`)).status).toBe(204);
+    expect((await call('GET', `/admin/v2/namespaces/${ns}/topics?mode=ALL`)).body).toEqual([`non-persistent://${ns}/np`, topic]);
+    expect((await call('GET', `/admin/v2/namespaces/${ns}/topics?mode=NON_PERSISTENT`)).body).toEqual([`non-persistent://${ns}/np`]);
+    expect((await call('GET', `/admin/v2/namespaces/${ns}/topics?mode=SOME`)).status).toBe(400);
+    expect((await call('DELETE', `/admin/v2/non-persistent/${ns}/np`)).status).toBe(204);
+    // Unloading the namespace hands its bundles back to the coordinator; the topic stays and serves again.
+    expect((await call('PUT', `/admin/v2/namespaces/${ns}/unload`)).status).toBe(204);
+    for (let i = 0; i < 100 && (await call('GET', `/admin/v2/persistent/${ns}/t/stats`)).status !== 200; i++) await sleep(100);
+    expect((await call('GET', `/admin/v2/persistent/${ns}/t/stats`)).status).toBe(200);
     expect((await call('DELETE', `/admin/v2/namespaces/${ns}`)).status).toBe(409);
     expect((await call('DELETE', `/admin/v2/persistent/${ns}/t`)).status).toBe(204);
     expect((await call('DELETE', `/admin/v2/namespaces/${ns}`)).status).toBe(204);
@@ -375,5 +384,23 @@ describe('admin REST API v2 with two brokers', () => {
     expect((await http(baseA, 'PUT', `/admin/v2/persistent/${ns}/spread/subscription/everywhere`)).status).toBe(204);
     expect((await http(baseB, 'GET', `/admin/v2/persistent/${ns}/spread/subscriptions`)).body).toEqual(['everywhere']);
     expect((await http(baseA, 'DELETE', path)).status).toBe(204);
+  });
+});
+
+describe('admin REST API v2 with automatic topic creation off', () => {
+  let tb: TestBroker;
+  beforeAll(async () => {
+    tb = await startTestBroker({ config: { allowAutoTopicCreation: false } });
+  });
+  afterAll(async () => {
+    await tb?.stop();
+  });
+
+  it('still creates a topic on an explicit PUT', async () => {
+    const base = `http://127.0.0.1:${tb.broker.httpPort}`;
+    const name = unique('explicit');
+    expect((await http(base, 'GET', `/admin/v2/persistent/public/default/${name}/stats`)).status).toBe(404);
+    expect((await http(base, 'PUT', `/admin/v2/persistent/public/default/${name}`)).status).toBe(204);
+    expect((await http(base, 'GET', `/admin/v2/persistent/public/default/${name}/stats`)).status).toBe(200);
   });
 });

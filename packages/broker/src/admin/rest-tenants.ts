@@ -155,7 +155,13 @@ export function namespaceEndpoints({ ops, ctx, endpoint }: RestTools): HttpEndpo
       await ops.deleteNamespace(namespaceParam(req));
       return {};
     }),
-    endpoint('GET', `${ns}/topics`, onNamespace, async (req) => ({ body: await ops.listTopics(namespaceParam(req)) })),
+    // Pulsar's mode: PERSISTENT (the default), NON_PERSISTENT or ALL.
+    endpoint('GET', `${ns}/topics`, onNamespace, async (req) => {
+      const mode = (req.query.get('mode') ?? 'PERSISTENT').toUpperCase();
+      const prefix = { PERSISTENT: 'persistent://', NON_PERSISTENT: 'non-persistent://', ALL: '' }[mode];
+      if (prefix === undefined) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `mode must be PERSISTENT, NON_PERSISTENT or ALL, got ${mode.slice(0, 40)}`, { retriable: false });
+      return { body: (await ops.listTopics(namespaceParam(req))).filter((t) => t.startsWith(prefix)) };
+    }),
     endpoint('GET', `${ns}/bundles`, onNamespace, async (req) => {
       const name = namespaceParam(req);
       const p = await ops.getPolicies(name);

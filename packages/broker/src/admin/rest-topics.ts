@@ -89,6 +89,12 @@ function sumPulsarStats(parts: PulsarTopicStats[]): PulsarTopicStats {
   return out;
 }
 
+/** The caller's credentials, passed on to the partition owners a fan-out asks, whose gate checks them again. */
+function forwardedHeaders(req: HttpRequest): Record<string, string> {
+  const auth = req.headers.authorization;
+  return auth ? { authorization: auth } : {};
+}
+
 /** Time a partition's owner has to answer a partitioned-stats fan-out. */
 const PARTITION_STATS_TIMEOUT_MS = 10_000;
 
@@ -96,7 +102,7 @@ const PARTITION_STATS_TIMEOUT_MS = 10_000;
  * One partition's stats from wherever it is served: this broker's own, or its owner's REST answer (the
  * fan-out Pulsar's partitioned-stats also does). Refused with 503 when a partition has no owner yet.
  */
-async function partitionStats(ops: AdminOps, partition: TopicName, domain: TopicDomain): Promise<PulsarTopicStats> {
+async function partitionStats(ops: AdminOps, req: HttpRequest, partition: TopicName, domain: TopicDomain): Promise<PulsarTopicStats> {
   const owner = await ops.ownerOf(partition);
   if (!owner) throw new StrataError(ErrorCode.SERVICE_NOT_READY, `no broker owns the bundle of ${partition} yet; retry`, { retriable: true });
   if (owner.isMine) return toPulsarStats(await ops.topicStats(partition));
@@ -104,7 +110,7 @@ async function partitionStats(ops: AdminOps, partition: TopicName, domain: Topic
   const url = `http://${owner.httpUrl}/admin/v2/${domain}/${partition.tenant}/${partition.namespace}/${encodeURIComponent(partition.localName)}/stats?authoritative=true`;
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(PARTITION_STATS_TIMEOUT_MS), redirect: 'manual' });
+    res = await fetch(url, { signal: AbortSignal.timeout(PARTITION_STATS_TIMEOUT_MS), redirect: 'manual', headers: forwardedHeaders(req) });
   } catch (err) {
     throw new StrataError(ErrorCode.UNAVAILABLE, `stats of ${partition} from ${owner.brokerId} failed`, { retriable: true, cause: err });
   }
@@ -144,7 +150,8 @@ async function onEachPartition(
     try {
       res = await fetch(url, {
         method: req.method, redirect: 'manual', signal: AbortSignal.timeout(PARTITION_STATS_TIMEOUT_MS),
-        ...(req.body === undefined ? {} : { body: JSON.stringify(req.body), headers: { 'content-type': 'application/json' } }),
+        headers: { ...forwardedHeaders(req), ...(req.body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
       });
     } catch (err) {
       throw new StrataError(ErrorCode.UNAVAILABLE, `${req.method} on ${partition} at ${owner.brokerId} failed`, { retriable: true, cause: err });
@@ -198,7 +205,7 @@ export function topicEndpoints({ ops, endpoint }: RestTools): HttpEndpoint[] {
         if (redirect) return redirect;
         return { partitions: 0, parts: [toPulsarStats(await ops.topicStats(name))] };
       }
-      return { partitions: n, parts: await Promise.all(Array.from({ length: n }, (_, i) => partitionStats(ops, name.partition(i), domain))) };
+      return { partitions: n, parts: await Promise.all(Array.from({ length: n }, (_, i) => partitionStats(ops, req, name.partition(i), domain))) };
     };
     const isReply = (v: object): v is HttpReply => !('parts' in v);
 
