@@ -251,6 +251,20 @@ describe('admin REST API v2 on a standalone', () => {
     expect((await call('POST', `${path}/subscription/s1/resetcursor/0`)).status).toBe(204);
     expect(await backlog()).toBe(3);
     expect((await call('POST', `${path}/subscription/s1/resetcursor/soon`)).status).toBe(400);
+    // Skip counts unacknowledged entries; expire acknowledges what is older than N seconds, only forward.
+    expect((await call('POST', `${path}/subscription/s1/skip/2`)).status).toBe(204);
+    expect(await backlog()).toBe(1);
+    expect((await call('POST', `${path}/subscription/s1/expireMessages/3600`)).status).toBe(204);
+    expect(await backlog()).toBe(1);
+    await sleep(20);
+    expect((await call('POST', `${path}/subscription/s1/expireMessages/0`)).status).toBe(204);
+    expect(await backlog()).toBe(0);
+    expect((await call('POST', `${path}/subscription/s1/resetcursor/0`)).status).toBe(204);
+    expect((await call('POST', `${path}/subscription/s1/skip/10`)).status).toBe(204);
+    expect(await backlog()).toBe(0);
+    expect((await call('POST', `${path}/subscription/s1/skip/-1`)).status).toBe(400);
+    expect((await call('POST', `${path}/subscription/s1/resetcursor/0`)).status).toBe(204);
+    expect(await backlog()).toBe(3);
     expect((await call('POST', `${path}/subscription/nope/skip_all`)).status).toBe(404);
     const consumer = await client.subscribe({ topic: name, subscription: 'busy' });
     expect((await call('DELETE', `${path}/subscription/busy`)).status).toBe(412);

@@ -169,6 +169,10 @@ export function adminOps(ctx: AdminOpsContext) {
       (await persistentTopic(name)).deleteSubscription(subscription, force),
     resetSubscription: async (name: TopicName, subscription: string, target: { timestampMs: number } | 'latest') =>
       (await persistentTopic(name)).resetSubscription(subscription, target),
+    expireSubscription: async (name: TopicName, subscription: string, olderThanMs: number) =>
+      (await persistentTopic(name)).expireSubscription(subscription, olderThanMs),
+    skipSubscription: async (name: TopicName, subscription: string, entries: number) =>
+      (await persistentTopic(name)).skipSubscription(subscription, entries),
 
     /** Who owns the topic's bundle (with its HTTP address), undefined while nobody does. */
     ownerOf: async (name: TopicName): Promise<(BrokerEntry & { isMine: boolean }) | undefined> => {

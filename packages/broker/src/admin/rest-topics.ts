@@ -175,6 +175,12 @@ function subscriptionStart(body: unknown): SubscriptionStart {
   throw bodyError('a MessageId of earliest {"ledgerId": -1, "entryId": -1} or latest (or no body: latest)');
 }
 
+/** A non-negative count in a path segment; 400 otherwise. */
+function countParam(value: string, what: string): number {
+  if (!/^[0-9]{1,12}$/.test(value)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `${what} must be a non-negative integer, got ${value.slice(0, 40)}`, { retriable: false });
+  return Number(value);
+}
+
 function partitionsBody(body: unknown): number {
   // Pulsar takes the count as a bare JSON number; a quoted one ("4") is accepted as curl users send it.
   const n = typeof body === 'string' && /^[0-9]+$/.test(body.trim()) ? Number(body) : body;
@@ -309,6 +315,18 @@ export function topicEndpoints({ ops, endpoint }: RestTools): HttpEndpoint[] {
         if (!/^[0-9]{1,16}$/.test(ts)) throw new StrataError(ErrorCode.INVALID_ARGUMENT, `timestamp must be milliseconds since the epoch, got ${ts.slice(0, 40)}`, { retriable: false });
         return onEachPartition(ops, req, topicParam(req, domain), domain, `subscription/${encodeURIComponent(sub)}/resetcursor/${ts}`,
           (t) => ops.resetSubscription(t, sub, { timestampMs: Number(ts) }));
+      }),
+      endpoint('POST', `${topic}/subscription/:subscription/expireMessages/:seconds`, onTopic, async (req) => {
+        const sub = req.params.subscription as string;
+        const seconds = countParam(req.params.seconds as string, 'expireTimeInSeconds');
+        return onEachPartition(ops, req, topicParam(req, domain), domain, `subscription/${encodeURIComponent(sub)}/expireMessages/${seconds}`,
+          (t) => ops.expireSubscription(t, sub, seconds * 1000));
+      }),
+      endpoint('POST', `${topic}/subscription/:subscription/skip/:count`, onTopic, async (req) => {
+        const sub = req.params.subscription as string;
+        const count = countParam(req.params.count as string, 'numMessages');
+        return onEachPartition(ops, req, topicParam(req, domain), domain, `subscription/${encodeURIComponent(sub)}/skip/${count}`,
+          (t) => ops.skipSubscription(t, sub, count));
       }),
       endpoint('PUT', `${topic}/unload`, onTopic, owned(async (_req, name) => {
         await ops.unloadTopic(name);

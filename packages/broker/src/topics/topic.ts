@@ -13,7 +13,7 @@ import { RateMeter } from './rate.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { NamespacePolicies } from '../resources/namespace-resources.js';
 import type { ConsumerSink } from './consumer.js';
-import type { Cursor, InitialPosition, ManagedLedger, Position } from '../storage/index.js';
+import { comparePositions, type Cursor, type InitialPosition, type ManagedLedger, type Position } from '../storage/index.js';
 import { Subscription } from './subscription.js';
 
 /** Cursor holding the dedup snapshot; names with this prefix are reserved for the broker. */
@@ -307,6 +307,32 @@ export class PersistentTopic implements Topic {
   /** Admin: the subscription's seek, to the first message published at or after a time, or to the end (skip all). */
   async resetSubscription(name: string, target: { timestampMs: number } | 'latest'): Promise<void> {
     await this.wrap(this.durableSubscription(name)).seek(target);
+  }
+
+  /**
+   * Admin (Pulsar's expireMessages): acknowledges every entry published more than `olderThanMs` ago,
+   * moving the cursor only forward and keeping the individual acks after the new position.
+   */
+  async expireSubscription(name: string, olderThanMs: number): Promise<void> {
+    const sub = this.durableSubscription(name);
+    const last = this.ml.lastConfirmed;
+    if (last.entryId < 0) return;
+    const firstKept = await this.ml.findPositionByTime(this.options.clock.now() - olderThanMs);
+    // (ledger, entry - 1) may name no entry (entry 0): the cursor takes the entry before it.
+    await sub.markDeleteUpTo(firstKept ? { ledgerId: firstKept.ledgerId, entryId: firstKept.entryId - 1 } : last);
+  }
+
+  /** Admin (Pulsar's skip): acknowledges the next `entries` unacknowledged entries after the mark-delete position. */
+  async skipSubscription(name: string, entries: number): Promise<void> {
+    const sub = this.durableSubscription(name);
+    const last = this.ml.lastConfirmed;
+    let p = sub.cursor.markDeletePosition;
+    // Bounded by the backlog: the walk stops at the last entry.
+    for (let skipped = 0; skipped < entries && comparePositions(p, last) < 0;) {
+      p = this.ml.nextPosition(p);
+      if (!sub.cursor.isAcked(p)) skipped++;
+    }
+    await sub.markDeleteUpTo(p);
   }
 
   private durableSubscription(name: string): Subscription {
