@@ -109,6 +109,11 @@ describe('admin REST API v2 on a standalone', () => {
     });
     expect((policies.body as { bundles: { boundaries: string[] } }).bundles.boundaries).toHaveLength(9);
     expect((await call('GET', `/admin/v2/namespaces/${ns}/bundles`)).body).toMatchObject({ numBundles: 8 });
+    // Bundles by range: split one (9 bundles), unload one; an unknown range is 404.
+    expect((await call('PUT', `/admin/v2/namespaces/${ns}/0x00000000_0x20000000/split`)).status).toBe(204);
+    expect((await call('GET', `/admin/v2/namespaces/${ns}/bundles`)).body).toMatchObject({ numBundles: 9, boundaries: expect.arrayContaining(['0x10000000']) });
+    expect((await call('PUT', `/admin/v2/namespaces/${ns}/0x10000000_0x20000000/unload`)).status).toBe(204);
+    expect((await call('PUT', `/admin/v2/namespaces/${ns}/0x00000000_0x20000000/unload`)).status).toBe(404);
     // Retention
     expect((await call('POST', `/admin/v2/namespaces/${ns}/retention`, { retentionTimeInMinutes: -1, retentionSizeInMB: 100 })).status).toBe(204);
     expect((await call('GET', `/admin/v2/namespaces/${ns}/retention`)).body).toEqual({ retentionTimeInMinutes: -1, retentionSizeInMB: 100 });

@@ -1,6 +1,6 @@
-import { bundleForHash, namespaceBundles, splitBundlePolicy, type BundleSpec } from '@strata/coordinator';
+import { bundleForHash, namespaceBundles, type BundleSpec } from '@strata/coordinator';
 import type { Logger } from '@strata/runtime';
-import { InvalidRequestError, NotFoundError, UnimplementedError } from '../errors.js';
+import { InvalidRequestError } from '../errors.js';
 import type { AdminHandlers } from '../generated/strata/broker/v1/Admin.js';
 import type { NamespacePolicies as PoliciesMessage } from '../generated/strata/broker/v1/NamespacePolicies.js';
 import type { NamespacePolicies__Output } from '../generated/strata/broker/v1/NamespacePolicies.js';
@@ -26,13 +26,6 @@ export function adminHandlers(ctx: AdminHandlersContext): AdminHandlers {
   // Read at call time: the broker learns its address when it binds.
   const me = () => service.ownership.self;
   const u = <Req, Res>(name: string, fn: (req: Req) => Promise<Res>) => unary(logger, name, fn);
-  const findBundle = async (namespace: string, range: string): Promise<BundleSpec> => {
-    const ns = parseNamespace(namespace);
-    const found = bundlesOf(ns.name, await resources.getPolicies(ns.name)).find((b) => rangeOf(b) === range);
-    if (!found) throw new NotFoundError(`bundle ${range} of ${ns.name} (ListBundles shows the current ranges)`);
-    return found;
-  };
-
   return {
     ListTenants: u('ListTenants', async () => ({ names: await ops.listTenants() })),
     CreateTenant: u('CreateTenant', async (req) => {
@@ -104,20 +97,11 @@ export function adminHandlers(ctx: AdminHandlersContext): AdminHandlers {
       return { namespace: name.namespaceName, range: rangeOf(bundle), ownerBrokerId: owner?.brokerId ?? '', ownerUrl: owner?.url ?? '' };
     }),
     UnloadBundle: u('UnloadBundle', async (req) => {
-      if (!ctx.ownership) throw new UnimplementedError('UnloadBundle without bundle ownership');
-      const bundle = await findBundle(req.namespace, req.range);
-      // Any broker can take the request: it writes the assignment, and the owner obeys it (decision 0062).
-      await ctx.ownership.requestUnload(bundle.id, req.destinationBrokerId || undefined);
+      await ops.unloadBundle(req.namespace, req.range, req.destinationBrokerId || undefined);
       return {};
     }),
     SplitBundle: u('SplitBundle', async (req) => {
-      const bundle = await findBundle(req.namespace, req.range);
-      const current = await resources.getPolicies(bundle.namespace);
-      // The same split as the coordinator's automatic one (decision 0068): the middle of the range.
-      const next = splitBundlePolicy(bundle.namespace, current, bundle.start);
-      if (!next) throw new InvalidRequestError(`bundle ${bundle.id} cannot be split further`);
-      // One CAS write of the policy (decision 0061): the owner unloads the old range, the coordinator assigns the halves.
-      await resources.setPolicies(bundle.namespace, next);
+      await ops.splitBundle(req.namespace, req.range);
       return {};
     }),
   };

@@ -1,4 +1,4 @@
-import { namespaceBundles } from '@strata/coordinator';
+import { namespaceBundles, splitBundlePolicy, type BundleSpec } from '@strata/coordinator';
 import { AlreadyExistsError, InvalidRequestError, NotFoundError, UnimplementedError } from '../errors.js';
 import type { TopicStats } from '../generated/strata/broker/v1/TopicStats.js';
 import { parseNamespace, TopicName } from '../names.js';
@@ -65,6 +65,15 @@ export function adminOps(ctx: AdminOpsContext) {
     const topic = await service.getTopic(name, { create: false });
     if (!(topic instanceof PersistentTopic)) throw new InvalidRequestError(`${name} is not persistent: it has no durable subscriptions`);
     return topic;
+  };
+
+  /** A bundle of the namespace by its range (`0x00000000_0x40000000`, as Pulsar names bundles); NOT_FOUND otherwise. */
+  const findBundle = async (namespace: string, range: string): Promise<BundleSpec> => {
+    const ns = parseNamespace(namespace).name;
+    const p = await resources.getPolicies(ns);
+    const found = namespaceBundles(ns, { bundles: p.bundles, bundleBoundaries: p.bundleBoundaries }).find((b) => b.id.slice(ns.length + 1) === range);
+    if (!found) throw new NotFoundError(`bundle ${range} of ${ns} (ListBundles shows the current ranges)`);
+    return found;
   };
 
   const updatePolicies = async (namespace: string, change: (current: NamespacePolicies) => NamespacePolicies): Promise<NamespacePolicies> => {
@@ -173,6 +182,24 @@ export function adminOps(ctx: AdminOpsContext) {
       (await persistentTopic(name)).expireSubscription(subscription, olderThanMs),
     skipSubscription: async (name: TopicName, subscription: string, entries: number) =>
       (await persistentTopic(name)).skipSubscription(subscription, entries),
+
+    /** Unloads one bundle, to `destinationBrokerId` or the least loaded other broker. */
+    unloadBundle: async (namespace: string, range: string, destinationBrokerId?: string): Promise<void> => {
+      if (!ctx.ownership) throw new UnimplementedError('UnloadBundle without bundle ownership');
+      const bundle = await findBundle(namespace, range);
+      // Any broker can take the request: it writes the assignment, and the owner obeys it (decision 0062).
+      await ctx.ownership.requestUnload(bundle.id, destinationBrokerId);
+    },
+    /** Splits a bundle in the middle of its range. */
+    splitBundle: async (namespace: string, range: string): Promise<void> => {
+      const bundle = await findBundle(namespace, range);
+      const current = await resources.getPolicies(bundle.namespace);
+      // The same split as the coordinator's automatic one (decision 0068): the middle of the range.
+      const next = splitBundlePolicy(bundle.namespace, current, bundle.start);
+      if (!next) throw new InvalidRequestError(`bundle ${bundle.id} cannot be split further`);
+      // One CAS write of the policy (decision 0061): the owner unloads the old range, the coordinator assigns the halves.
+      await resources.setPolicies(bundle.namespace, next);
+    },
 
     /** Who owns the topic's bundle (with its HTTP address), undefined while nobody does. */
     ownerOf: async (name: TopicName): Promise<(BrokerEntry & { isMine: boolean }) | undefined> => {

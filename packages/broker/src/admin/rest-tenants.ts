@@ -167,7 +167,17 @@ export function namespaceEndpoints({ ops, ctx, endpoint }: RestTools): HttpEndpo
       const p = await ops.getPolicies(name);
       return { body: { boundaries: boundariesOf(name, p), numBundles: p.bundles } };
     }),
-    endpoint('PUT', `${ns}/unload`, onNamespace, async (req) => {
+    // Bundles by Pulsar's range name, 0x00000000_0x40000000 (GET .../bundles lists the boundaries);
+    // super-user, as the gRPC UnloadBundle and SplitBundle (admin-access.ts).
+    endpoint('PUT', `${ns}/:bundle/unload`, superUser, async (req) => {
+      await ops.unloadBundle(namespaceParam(req), req.params.bundle as string);
+      return {};
+    }),
+    endpoint('PUT', `${ns}/:bundle/split`, superUser, async (req) => {
+      await ops.splitBundle(namespaceParam(req), req.params.bundle as string);
+      return {};
+    }),
+    endpoint('PUT', `${ns}/unload`, superUser, async (req) => {
       await ops.unloadNamespace(namespaceParam(req));
       return {};
     }),
