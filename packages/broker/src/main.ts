@@ -198,7 +198,10 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
       const url = config.advertisedAddress || `${h}:${ports.grpcPort}`;
       const m = ownership as OwnershipManager;
       m.self = { brokerId: config.brokerId || url, url };
-      const hh = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? h : config.httpHost;
+      // Published in brokers/<id> for REST redirects to a topic's owner: a wildcard bind is reached at the
+      // advertised host (a pod's address), not at 127.0.0.1.
+      const advertisedHost = url.slice(0, url.lastIndexOf(':')) || h;
+      const hh = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? advertisedHost : config.httpHost;
       m.httpUrl = `${hh}:${ports.httpPort}`;
     },
     // Topics close before the server stops, so their streams get a Closed event.
