@@ -36,6 +36,32 @@ describe('Client', () => {
   });
 });
 
+describe('web service URL (HTTP lookup)', () => {
+  it("produces and consumes with serviceUrl http://host:port, partitioned topics too", async () => {
+    const web = new Pulsar.Client({ serviceUrl: standalone.webServiceUrl, operationTimeoutSeconds: 10 });
+    try {
+      const topic = unique('http-lookup');
+      const consumer = await web.subscribe({ topic, subscription: 's' });
+      const producer = await web.createProducer({ topic });
+      await producer.send({ data: Buffer.from('over http lookup') });
+      expect((await consumer.receive(5000)).getData().toString()).toBe('over http lookup');
+      await Promise.all([consumer.close(), producer.close()]);
+      const partitioned = unique('http-partitioned');
+      const put = await fetch(`${standalone.webServiceUrl}/admin/v2/persistent/public/default/${partitioned}/partitions`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '3' });
+      expect(put.status).toBe(204);
+      expect(await web.getPartitionsForTopic(partitioned)).toHaveLength(3);
+    } finally {
+      await web.close();
+    }
+  });
+
+  it('a dead web service host fails with a retriable ConnectError, not a hang', async () => {
+    const dead = new Pulsar.Client({ serviceUrl: 'http://127.0.0.1:1', operationTimeoutSeconds: 1 });
+    await expect(dead.createProducer({ topic: unique('nowhere') })).rejects.toMatchObject({ code: 'UNAVAILABLE', retriable: true });
+    await dead.close();
+  });
+});
+
 describe('Producer', () => {
   it.each([[{}], [{ topic: 0 }]])('createProducer(%j) needs a topic, in pulsar-client\'s words', async (config) => {
     await expect(client.createProducer(config as never)).rejects.toThrow('Topic is required and must be specified as a string when creating producer');

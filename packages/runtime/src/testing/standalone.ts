@@ -12,7 +12,13 @@ import { strataBin } from './roles.js';
 export class StandaloneProcess {
   private proc: ChildProcessHandle | undefined;
 
-  private constructor(private readonly args: string[], private readonly dir: { path: string; remove(): Promise<void> }, readonly address: string) {}
+  private constructor(
+    private readonly args: string[],
+    private readonly dir: { path: string; remove(): Promise<void> },
+    readonly address: string,
+    /** host:port of the broker's HTTP port (admin REST, lookups, metrics). */
+    readonly webAddress: string,
+  ) {}
 
   static async start(options: { logLevel?: string } = {}): Promise<StandaloneProcess> {
     const dir = await tempDir('strata-standalone-');
@@ -22,7 +28,7 @@ export class StandaloneProcess {
       '--broker-port', broker, '--broker-http-port', brokerHttp, '--bookie-ports', `${b1},${b2}`, '--bookie-http-ports', `${b1Http},${b2Http}`,
       '--coordinator-port', coord, '--coordinator-http-port', coordHttp,
     ];
-    const standalone = new StandaloneProcess(args, dir, `127.0.0.1:${broker}`);
+    const standalone = new StandaloneProcess(args, dir, `127.0.0.1:${broker}`, `127.0.0.1:${brokerHttp}`);
     try {
       await standalone.restart();
     } catch (err) {
@@ -34,6 +40,11 @@ export class StandaloneProcess {
 
   get serviceUrl(): string {
     return `pulsar://${this.address}`;
+  }
+
+  /** The broker's web service URL (`http://host:port`): Pulsar's admin REST API and HTTP lookups. */
+  get webServiceUrl(): string {
+    return `http://${this.webAddress}`;
   }
 
   get pid(): number | undefined {
