@@ -162,6 +162,32 @@ describe('Consumer', () => {
   });
 });
 
+describe('Consumer topicsPattern', () => {
+  it("regexSubscriptionMode 'AllTopics' matches persistent and non-persistent topics; the default only persistent ones", async () => {
+    const prefix = unique('regex');
+    const persistent = await client.createProducer({ topic: `persistent://public/default/${prefix}-p` });
+    const nonPersistent = await client.createProducer({ topic: `non-persistent://public/default/${prefix}-np` });
+    const all = await client.subscribe({ topicsPattern: `persistent://public/default/${prefix}-.*`, subscription: 'all', regexSubscriptionMode: 'AllTopics' });
+    const persistentOnly = await client.subscribe({ topicsPattern: `persistent://public/default/${prefix}-.*`, subscription: 'p-only' });
+    expect(all.getTopics().sort()).toEqual([`non-persistent://public/default/${prefix}-np`, `persistent://public/default/${prefix}-p`]);
+    expect(persistentOnly.getTopics()).toEqual([`persistent://public/default/${prefix}-p`]);
+    await persistent.send({ data: Buffer.from('p') });
+    await nonPersistent.send({ data: Buffer.from('np') });
+    const got = [(await all.receive(5000)).getData().toString(), (await all.receive(5000)).getData().toString()].sort();
+    expect(got).toEqual(['np', 'p']);
+    await Promise.all([all.close(), persistentOnly.close(), persistent.close(), nonPersistent.close()]);
+  });
+});
+
+describe('features not built yet fail typed, never silently', () => {
+  it('a CryptoKeyReader subclass loads; using it is refused with UNSUPPORTED', async () => {
+    class Keys extends Pulsar.CryptoKeyReader {}
+    await expect(client.createProducer({ topic: unique('enc'), cryptoKeyReader: new Keys(), encryptionKey: 'k' } as never)).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    await expect(client.subscribe({ topic: unique('enc'), subscription: 's', cryptoKeyReader: new Keys() } as never)).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    await expect(client.createProducer({ topic: unique('chunk'), chunkingEnabled: true } as never)).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+  });
+});
+
 describe('Reader', () => {
   it('hundreds of readers created and closed at once all succeed (lookups are coalesced)', async () => {
     const topic = unique('many-readers');
