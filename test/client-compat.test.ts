@@ -162,6 +162,48 @@ describe('Consumer', () => {
   });
 });
 
+describe('batch index acks (batchIndexAckEnabled)', () => {
+  it('only the unacknowledged messages of a batch come back, after a resubscribe and after a broker restart', async () => {
+    const own = await StandaloneProcess.start();
+    const c = new Pulsar.Client({ serviceUrl: own.serviceUrl, operationTimeoutSeconds: 10 });
+    try {
+      const topic = unique('batch-index-ack');
+      const producer = await c.createProducer({ topic, batchingMaxMessages: 100, batchingMaxPublishDelayMs: 10_000 });
+      const subscribe = () => c.subscribe({ topic, subscription: 'sub', batchIndexAckEnabled: true, subscriptionInitialPosition: 'Earliest' });
+      let consumer = await subscribe();
+      const sent = Array.from({ length: 5 }, (_, i) => producer.send({ data: Buffer.from(`m-${i}`) }));
+      await producer.flush();
+      const ids = await Promise.all(sent);
+      expect(new Set(ids.map((id) => id.entryId)).size).toBe(1); // one batch
+      const got = [];
+      for (let i = 0; i < 5; i++) got.push(await consumer.receive(5000));
+      await consumer.acknowledge(got[0]!);
+      await consumer.acknowledge(got[1]!);
+      await consumer.close();
+      consumer = await subscribe();
+      const again = [];
+      for (let i = 0; i < 3; i++) again.push((await consumer.receive(5000)).getData().toString());
+      expect(again).toEqual(['m-2', 'm-3', 'm-4']);
+      await expect(consumer.receive(500)).rejects.toThrow('Failed to receive message: TimeOut');
+      await consumer.acknowledge((await Promise.resolve(got[2]!)));
+      await consumer.close();
+      await producer.close();
+      // The broker keeps them with the cursor: a graceful restart forgets nothing.
+      await own.terminate();
+      await own.restart();
+      consumer = await subscribe();
+      const afterRestart = [];
+      for (let i = 0; i < 2; i++) afterRestart.push((await consumer.receive(10_000)).getData().toString());
+      expect(afterRestart).toEqual(['m-3', 'm-4']);
+      await expect(consumer.receive(500)).rejects.toThrow('Failed to receive message: TimeOut');
+      await consumer.close();
+    } finally {
+      await c.close();
+      await own.stop();
+    }
+  }, 90_000);
+});
+
 describe('Consumer topicsPattern', () => {
   it("regexSubscriptionMode 'AllTopics' matches persistent and non-persistent topics; the default only persistent ones", async () => {
     const prefix = unique('regex');

@@ -69,6 +69,11 @@ export class StandaloneProcess {
     await this.proc?.kill();
   }
 
+  /** SIGTERM (a graceful shutdown), keeping the data: restart() starts it again. */
+  async terminate(): Promise<void> {
+    await this.proc?.stop();
+  }
+
   /** SIGTERM, then removes the temp dir. */
   async stop(): Promise<void> {
     await this.proc?.stop();
