@@ -204,6 +204,49 @@ describe('batch index acks (batchIndexAckEnabled)', () => {
   }, 90_000);
 });
 
+describe('retry letter topic (enableRetry, reconsumeLater)', () => {
+  it('a message comes back after the delay with RECONSUMETIMES, then goes to the dead-letter topic', async () => {
+    const topic = `persistent://public/default/${unique('retry')}`;
+    const dlq = await client.subscribe({ topic: `${topic}-sub-DLQ`, subscription: 'dlq', subscriptionInitialPosition: 'Earliest' });
+    const consumer = await client.subscribe({ topic, subscription: 'sub', subscriptionType: 'Shared', enableRetry: true, deadLetterPolicy: { maxRedeliverCount: 2 } });
+    expect(consumer.getTopics()).toEqual([topic, `${topic}-sub-RETRY`]);
+    const producer = await client.createProducer({ topic });
+    const original = await producer.send({ data: Buffer.from('try me'), properties: { k: 'v' } });
+    let m = await consumer.receive(5000);
+    for (let hop = 1; hop <= 2; hop++) {
+      const t0 = Date.now();
+      await consumer.reconsumeLater(m, 400);
+      m = await consumer.receive(10_000);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
+      expect(m.getTopicName()).toBe(`${topic}-sub-RETRY`);
+      expect(m.getProperties()).toMatchObject({ k: 'v', RECONSUMETIMES: String(hop), DELAY_TIME: '400', REAL_TOPIC: topic, ORIGIN_MESSAGE_ID: original.toString() });
+      expect(m.getData().toString()).toBe('try me');
+    }
+    // A third reconsume would pass maxRedeliverCount: the message goes to the dead-letter topic.
+    await consumer.reconsumeLater(m, 400);
+    const dead = await dlq.receive(10_000);
+    expect(dead.getData().toString()).toBe('try me');
+    expect(dead.getProperties()).toMatchObject({ REAL_TOPIC: topic, ORIGIN_MESSAGE_ID: original.toString(), RECONSUMETIMES: '2' });
+    await expect(consumer.receive(1000)).rejects.toThrow('Failed to receive message: TimeOut');
+    await Promise.all([consumer.close(), dlq.close(), producer.close()]);
+  });
+
+  it('reconsumeLater needs enableRetry; a bad delay is refused', async () => {
+    const topic = unique('no-retry');
+    const producer = await client.createProducer({ topic });
+    const plain = await client.subscribe({ topic, subscription: 's', subscriptionInitialPosition: 'Earliest' });
+    await producer.send({ data: Buffer.from('x') });
+    const m = await plain.receive(5000);
+    await expect(plain.reconsumeLater(m, 10)).rejects.toMatchObject({ code: 'INVALID_CONFIGURATION' });
+    await plain.close();
+    const retrying = await client.subscribe({ topic, subscription: 's2', subscriptionInitialPosition: 'Earliest', enableRetry: true });
+    const m2 = await retrying.receive(5000);
+    await expect(retrying.reconsumeLater(m2, -1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(client.subscribe({ topicsPattern: 'persistent://public/default/x-.*', subscription: 's', enableRetry: true })).rejects.toThrow(/enableRetry needs topic/);
+    await Promise.all([retrying.close(), producer.close()]);
+  });
+});
+
 describe('Consumer topicsPattern', () => {
   it("regexSubscriptionMode 'AllTopics' matches persistent and non-persistent topics; the default only persistent ones", async () => {
     const prefix = unique('regex');

@@ -18,6 +18,8 @@ export interface DeadLetterPolicy {
   maxRedeliverCount?: number;
   /** A subscription created on the dead-letter topic before the first message is written to it. */
   initialSubscriptionName?: string;
+  /** With enableRetry: where reconsumeLater() sends messages. Default `<topic>-<subscription>-RETRY`. */
+  retryLetterTopic?: string;
 }
 
 export interface ConsumerBatchReceivePolicy {
@@ -47,6 +49,12 @@ export interface ConsumerOptions<TConsumer> {
   topics?: string[];
   topicsPattern?: string;
   /**
+   * Pulsar's retry letter topic: the consumer also subscribes to the retry topic, and
+   * `reconsumeLater(message, delayMs)` moves a message there to come back after the delay, at most
+   * `deadLetterPolicy.maxRedeliverCount` times (default 16), then to the dead-letter topic.
+   */
+  enableRetry?: boolean;
+  /**
    * Acknowledge messages of a batch one by one on the broker too, so that after a reconnect or restart
    * only the unacknowledged ones of a batch come back. Default false: a batch is acked when all of it is.
    */
@@ -75,7 +83,7 @@ export interface ConsumerOptions<TConsumer> {
 const SUPPORTED_CONSUMER_OPTIONS = new Set([
   'topic', 'topics', 'topicsPattern', 'subscription', 'subscriptionType', 'subscriptionInitialPosition', 'ackTimeoutMs',
   'nAckRedeliverTimeoutMs', 'receiverQueueSize', 'consumerName', 'properties', 'listener', 'deadLetterPolicy',
-  'batchReceivePolicy', 'keySharedPolicy', 'patternAutoDiscoveryPeriodMs', 'regexSubscriptionMode', 'batchIndexAckEnabled',
+  'batchReceivePolicy', 'keySharedPolicy', 'patternAutoDiscoveryPeriodMs', 'regexSubscriptionMode', 'batchIndexAckEnabled', 'enableRetry',
 ]);
 const KNOWN_UNSUPPORTED: Record<string, string> = {
   receiverQueueSizeAcrossPartitions: 'the receiver queue is per partition (receiverQueueSize)',
@@ -106,6 +114,8 @@ export interface CompiledConsumerConfig<TConsumer> {
   properties: Record<string, string>;
   listener: ConsumerOptions<TConsumer>['listener'];
   deadLetter: { topic: string; maxRedeliverCount: number; initialSubscriptionName: string | undefined } | undefined;
+  /** enableRetry: the retry letter topic (also among `topics`) and how often a message may be reconsumed. */
+  retry: { topic: string; maxReconsumeTimes: number } | undefined;
   batch: { maxNumMessages: number; maxNumBytes: number; timeoutMs: number };
   keyShared: { mode: string; ranges: { start: number; end: number }[]; allowOutOfOrderDelivery: boolean } | undefined;
   patternAutoDiscoveryPeriodMs: number;
@@ -169,11 +179,18 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
   const type = pick(c.subscriptionType, 'subscriptionType', ['Exclusive', 'Shared', 'KeyShared', 'Failover'] as const, 'Exclusive');
   const ackTimeoutMs = int(c.ackTimeoutMs, 'ackTimeoutMs', 0, 0, 24 * 3600_000);
   if (ackTimeoutMs > 0 && ackTimeoutMs < 10_000) throw configError('Ack timeout should be 0 or greater than or equal to 10000');
-  checkKeys(c.deadLetterPolicy, 'deadLetterPolicy', ['deadLetterTopic', 'maxRedeliverCount', 'initialSubscriptionName']);
+  checkKeys(c.deadLetterPolicy, 'deadLetterPolicy', ['deadLetterTopic', 'maxRedeliverCount', 'initialSubscriptionName', 'retryLetterTopic']);
   checkKeys(c.batchReceivePolicy, 'batchReceivePolicy', ['maxNumMessages', 'maxNumBytes', 'timeoutMs']);
   checkKeys(c.keySharedPolicy, 'keySharedPolicy', ['keyShareMode', 'allowOutOfOrderDelivery', 'stickyRanges']);
-  const dlq = config.deadLetterPolicy;
+  if (config.enableRetry !== undefined && typeof config.enableRetry !== 'boolean') throw configError('enableRetry must be a boolean');
+  const retryOn = config.enableRetry === true;
+  if (retryOn && pattern) throw configError('enableRetry needs topic or topics, not topicsPattern');
+  // The retry topic is part of what the consumer reads; a dead-letter topic comes with retries.
+  const dlq = config.deadLetterPolicy ?? (retryOn ? {} : undefined);
   if (dlq && topics.length !== 1 && !dlq.deadLetterTopic) throw configError('deadLetterPolicy.deadLetterTopic is required when subscribing to several topics');
+  if (retryOn && topics.length !== 1 && !dlq?.retryLetterTopic) throw configError('deadLetterPolicy.retryLetterTopic is required when subscribing to several topics with enableRetry');
+  const retryTopic = retryOn ? (dlq?.retryLetterTopic ? fullTopicName(dlq.retryLetterTopic) : `${topics[0]}-${config.subscription}-RETRY`) : undefined;
+  if (dlq?.retryLetterTopic !== undefined && !retryOn) throw configError('deadLetterPolicy.retryLetterTopic needs enableRetry');
   const ks = config.keySharedPolicy;
   if (ks && type !== 'KeyShared') throw configError("keySharedPolicy needs subscriptionType 'KeyShared'");
   const ksMode = pick(ks?.keyShareMode, 'keySharedPolicy.keyShareMode', ['AutoSplit', 'Sticky'] as const, 'AutoSplit');
@@ -192,8 +209,9 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
     throw configError('At least one of maxNumMessages, maxNumBytes and timeoutMs must be specified.');
   }
   const batchMax = int(config.batchReceivePolicy?.maxNumMessages, 'batchReceivePolicy.maxNumMessages', 100, -1, CONSUMER_LIMITS.batchReceiveMaxNumMessages);
+  const maxRedeliverCount = dlq ? int(dlq.maxRedeliverCount, 'deadLetterPolicy.maxRedeliverCount', 16, 0, CONSUMER_LIMITS.maxRedeliverCount) : 0;
   return {
-    topics,
+    topics: retryTopic && !topics.includes(retryTopic) ? [...topics, retryTopic] : topics,
     pattern,
     patternNamespace,
     subscription: config.subscription,
@@ -208,9 +226,10 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
     listener: config.listener,
     deadLetter: dlq ? {
       topic: dlq.deadLetterTopic ? fullTopicName(dlq.deadLetterTopic) : `${topics[0]}-${config.subscription}-DLQ`,
-      maxRedeliverCount: int(dlq.maxRedeliverCount, 'deadLetterPolicy.maxRedeliverCount', 16, 0, CONSUMER_LIMITS.maxRedeliverCount),
+      maxRedeliverCount,
       initialSubscriptionName: dlq.initialSubscriptionName || undefined,
     } : undefined,
+    retry: retryTopic ? { topic: retryTopic, maxReconsumeTimes: maxRedeliverCount } : undefined,
     batch: {
       maxNumMessages: batchMax <= 0 ? CONSUMER_LIMITS.batchReceiveMaxNumMessages : batchMax,
       maxNumBytes: int(config.batchReceivePolicy?.maxNumBytes, 'batchReceivePolicy.maxNumBytes', 10 * 1024 * 1024, -1, 1024 * 1024 * 1024),

@@ -10,6 +10,7 @@ import type { Producer, ProducerConfig } from '../producer.js';
 import { AckTimeouts } from './ack-timeout.js';
 import { compileConsumerConfig, type CompiledConsumerConfig, type ConsumerOptions } from './config.js';
 import { DeadLetterSender } from './dead-letter.js';
+import { MAX_RECONSUME_DELAY_MS, RetryLetterSender } from './retry-letter.js';
 import { SubscribedTopics } from './multi-topic.js';
 import { ReceiverQueue, type ReceiveOptions } from './receiver-queue.js';
 import { dropMessage, takeMessage, type MessageSink, type TopicConsumer } from './topic-consumer.js';
@@ -40,6 +41,7 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
   readonly #queue: ReceiverQueue;
   readonly #ackTimeouts: AckTimeouts;
   readonly #deadLetters: DeadLetterSender | undefined;
+  readonly #retries: RetryLetterSender | undefined;
   #closed = false;
   #listenerLoop: Promise<void> | undefined;
 
@@ -64,6 +66,7 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
     this.#queue = new ReceiverQueue(ctx.clock, (m) => this.#handOut(m));
     this.#ackTimeouts = new AckTimeouts(ctx.clock, cfg.ackTimeoutMs, this.#log);
     this.#deadLetters = cfg.deadLetter ? new DeadLetterSender(cfg.deadLetter, host, this.#log) : undefined;
+    this.#retries = cfg.retry && this.#deadLetters ? new RetryLetterSender(cfg.retry, this.#deadLetters, (c) => host.createProducer(c)) : undefined;
   }
 
   /** @internal use Client.subscribe. */
@@ -192,6 +195,26 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
     return null;
   }
 
+  /**
+   * Pulsar's retry letter topic (needs enableRetry): the message comes back through the retry topic
+   * after `delayMs` with RECONSUMETIMES one higher, or goes to the dead-letter topic once that would
+   * pass maxRedeliverCount; it is acknowledged here once its copy is stored (so: at least once).
+   */
+  async reconsumeLater(message: Message, delayMs: number): Promise<null> {
+    const op = 'Failed to reconsume message';
+    if (!this.#retries) throw operationError(op, ClientErrorCode.INVALID_CONFIGURATION, 'the consumer needs enableRetry: true');
+    if (this.#closed) throw operationError(op, ClientErrorCode.ALREADY_CLOSED);
+    if (!Number.isSafeInteger(delayMs) || delayMs < 0 || delayMs > MAX_RECONSUME_DELAY_MS) {
+      throw operationError(op, ClientErrorCode.INVALID_ARGUMENT, `delay must be an integer in [0, ${MAX_RECONSUME_DELAY_MS}] ms`);
+    }
+    try {
+      await this.#retries.forward(message, delayMs);
+    } catch (err) {
+      throw fromGrpcError(err).withContext(op);
+    }
+    return this.#ack(message.getMessageId(), op);
+  }
+
   /** Asks for redelivery after nAckRedeliverTimeoutMs (the whole entry, for a batched message). */
   negativeAcknowledge(message: Message): void {
     this.negativeAcknowledgeId(message.getMessageId());
@@ -261,6 +284,7 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
     this.#ackTimeouts.stop();
     this.#queue.close(operationError('Failed to receive message', ClientErrorCode.ALREADY_CLOSED));
     await this.#topics.close();
+    await this.#retries?.close();
     await this.#deadLetters?.close();
     await this.#listenerLoop;
     this.#onClose(this);

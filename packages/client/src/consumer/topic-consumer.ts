@@ -221,7 +221,7 @@ export class TopicConsumer {
       return;
     }
     const n = singles.length;
-    const acked = entry.ackedBatchIndexes.length > 0 ? new Set(entry.ackedBatchIndexes) : undefined;
+    const acked = entry.ackedBatchIndexes?.length ? new Set(entry.ackedBatchIndexes) : undefined;
     const messages = singles.map((s, i) => new Message({
       topicName: this.topic,
       data: Buffer.from(s.payload),
