@@ -1,3 +1,4 @@
+import type { TokenSupplier } from './auth.js';
 import { ClientError, ClientErrorCode } from './errors.js';
 import { brokerAddress } from './topic.js';
 
@@ -11,10 +12,32 @@ import { brokerAddress } from './topic.js';
 export class WebLookup {
   #index = 0;
 
+  /** The token of these web hosts, asked once and again after a 401 (as a gRPC connection's). */
+  #token: Promise<string> | undefined;
+
   constructor(
     private readonly bases: readonly string[],
     private readonly timeoutMs: number,
+    private readonly tokenSupplier?: TokenSupplier,
   ) {}
+
+  async #headers(): Promise<Record<string, string>> {
+    if (!this.tokenSupplier) return { accept: 'application/json' };
+    const supplier = this.tokenSupplier;
+    const pending = (this.#token ??= Promise.resolve().then(supplier));
+    let token: unknown;
+    try {
+      token = await pending;
+    } catch (err) {
+      this.#token = undefined;
+      throw new ClientError(ClientErrorCode.AUTHENTICATION, `the token supplier failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    if (typeof token !== 'string') {
+      this.#token = undefined;
+      throw new ClientError(ClientErrorCode.AUTHENTICATION, 'the token supplier did not return a string');
+    }
+    return { accept: 'application/json', authorization: `Bearer ${token}` };
+  }
 
   /** The client address (`host:port`) of the broker that owns `topic` (a full name). */
   async lookup(topic: string): Promise<string> {
@@ -46,7 +69,7 @@ export class WebLookup {
       const base = this.bases[this.#index % this.bases.length]!;
       let res: Response;
       try {
-        res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(this.timeoutMs), headers: { accept: 'application/json' } });
+        res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(this.timeoutMs), headers: await this.#headers() });
       } catch (err) {
         const timedOut = (err as Error).name === 'TimeoutError';
         lastError = new ClientError(timedOut ? ClientErrorCode.TIMEOUT : ClientErrorCode.UNAVAILABLE, `web service ${base}: ${timedOut ? 'no answer in time' : (err as Error).message}`, { cause: err });
@@ -54,6 +77,7 @@ export class WebLookup {
         continue;
       }
       if (res.ok) return (await res.json()) as T;
+      if (res.status === 401) this.#token = undefined;
       const reason = await reasonOf(res);
       const error = new ClientError(codeOfStatus(res.status), `${what}: HTTP ${res.status}${reason ? ` ${reason}` : ''}`);
       if (res.status < 500) throw error;
@@ -72,6 +96,8 @@ function topicPath(topic: string): string {
 
 function codeOfStatus(status: number): ClientErrorCode {
   if (status === 404) return ClientErrorCode.NOT_FOUND;
+  if (status === 401) return ClientErrorCode.AUTHENTICATION;
+  if (status === 403) return ClientErrorCode.AUTHORIZATION;
   if (status === 400 || status === 412) return ClientErrorCode.INVALID_ARGUMENT;
   if (status === 429) return ClientErrorCode.TOO_MANY_REQUESTS;
   if (status === 503) return ClientErrorCode.SERVICE_NOT_READY;

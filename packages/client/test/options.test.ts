@@ -27,7 +27,7 @@ describe('Client options', () => {
     [{ serviceUrl: 'http://x:y' }, /Invalid host\[:port\]/],
     [{ serviceUrl: 'pulsar+ssl://x:6651' }, /not supported/],
     [{ serviceUrl: 'pulsar://nohost' }, /Invalid host:port/],
-    [{ serviceUrl: 'pulsar://x:1', authentication: {} }, /'authentication' is not supported: Strata has no authentication/],
+    [{ serviceUrl: 'pulsar://x:1', authentication: {} }, /authentication must be an AuthenticationToken/],
     [{ serviceUrl: 'pulsar://x:1', ioThreads: 4 }, /'ioThreads' is not supported/],
     [{ serviceUrl: 'pulsar+ssl://x:1', tlsTrustCertsFilePath: '/x' }, /TLS/],
     [{ serviceUrl: 'pulsar://x:1', operationTimeoutSeconds: -1 }, /operationTimeoutSeconds/],
