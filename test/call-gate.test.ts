@@ -98,6 +98,19 @@ describe('the call gate on every role (decision 0087)', () => {
     });
   }
 
+  it('puts every admin REST endpoint of the broker behind the gate', async () => {
+    const calls: Array<[string, string]> = [
+      ['GET', '/admin/v2/tenants'], ['PUT', '/admin/v2/tenants/t'], ['GET', '/admin/v2/namespaces/public/default'],
+      ['PUT', '/admin/v2/persistent/public/default/t'], ['PUT', '/admin/v2/persistent/public/default/t/partitions'],
+      ['DELETE', '/admin/v2/persistent/public/default/t/subscription/s'], ['GET', '/admin/v2/clusters'],
+      ['GET', '/admin/v2/brokers/health'], ['GET', '/lookup/v2/topic/persistent/public/default/t'],
+    ];
+    for (const [method, path] of calls) {
+      const res = await fetch(`http://127.0.0.1:${ports.brokerHttp}${path}`, { method });
+      expect([method, path, res.status]).toEqual([method, path, 401]);
+    }
+  });
+
   it('leaves the health service and /healthz open, and puts /metrics behind the gate, on every role', async () => {
     const [, health] = servicesOf('grpc/health/v1/health.proto').find(([name]) => name.endsWith('Health'))!;
     for (const port of [ports.broker, ports.coordinator, ...ports.bookies]) {

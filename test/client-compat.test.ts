@@ -78,7 +78,32 @@ describe('Producer', () => {
   });
 });
 
+describe('Producer sequence ids', () => {
+  it('getLastSequenceId: -1 before any send, then the last acknowledged one', async () => {
+    const topic = unique('last-seq');
+    const p1 = await client.createProducer({ topic, producerName: 'seq-producer', batchingEnabled: false });
+    expect(p1.getLastSequenceId()).toBe(-1);
+    for (let i = 0; i < 3; i++) await p1.send({ data: Buffer.from(String(i)) });
+    expect(p1.getLastSequenceId()).toBe(2);
+    await p1.send({ data: Buffer.from('own'), sequenceId: 10 });
+    expect(p1.getLastSequenceId()).toBe(10);
+    await p1.close();
+  });
+});
+
 describe('Consumer', () => {
+  it('getLastMessageId names the last stored entry', async () => {
+    const topic = unique('last-id');
+    const producer = await client.createProducer({ topic, batchingEnabled: false });
+    const consumer = await client.subscribe({ topic, subscription: 's' });
+    expect((await consumer.getLastMessageId()).ledgerId).toBe(-1);
+    await producer.send({ data: Buffer.from('a') });
+    const id = await producer.send({ data: Buffer.from('b') });
+    const last = await consumer.getLastMessageId();
+    expect([last.ledgerId, last.entryId]).toEqual([id.ledgerId, id.entryId]);
+    await Promise.all([consumer.close(), producer.close()]);
+  });
+
   it('seek(id) resumes after that message, as pulsar-client', async () => {
     const topic = unique('seek-id');
     const producer = await client.createProducer({ topic, batchingEnabled: false });
@@ -112,6 +137,17 @@ describe('Consumer', () => {
 });
 
 describe('Reader', () => {
+  it('hundreds of readers created and closed at once all succeed (lookups are coalesced)', async () => {
+    const topic = unique('many-readers');
+    const producer = await client.createProducer({ topic });
+    await producer.send({ data: Buffer.from('x') });
+    await Promise.all(Array.from({ length: 300 }, async () => {
+      const reader = await client.createReader({ topic, startMessageId: Pulsar.MessageId.earliest(), listener: () => {} });
+      await reader.close();
+    }));
+    await producer.close();
+  });
+
   it('hasNext() after send + flush, after seek(id) and after seekTimestamp', async () => {
     const topic = unique('reader-has-next');
     const producer = await client.createProducer({ topic, batchingEnabled: false });

@@ -10,6 +10,7 @@ import type { ProtoGrpcType as BrokerProto } from './generated/broker.js';
 import { adminHandlers } from './admin/admin-handlers.js';
 import { brokerHandlers } from './transport/broker-handlers.js';
 import { adminAccess } from './admin/admin-access.js';
+import { restApi } from './admin/rest-api.js';
 import { brokerAccess } from './transport/broker-access.js';
 import { OwnershipManager } from './ownership/index.js';
 import { BrokerMetrics } from './metrics.js';
@@ -26,7 +27,7 @@ export const brokerConfigSpec = {
   cluster: field.string('standalone', 'cluster name (the metadata key prefix)'),
   grpcHost: field.string('0.0.0.0', 'gRPC bind address (clients and admin)'),
   grpcPort: field.int(6650, 'gRPC port (0 picks a free one)', { min: 0, max: 65535 }),
-  httpHost: field.string('0.0.0.0', 'HTTP bind address (/metrics, /healthz, /readyz)'),
+  httpHost: field.string('0.0.0.0', 'HTTP bind address (/metrics, /healthz, /readyz, the admin REST API)'),
   httpPort: field.int(8080, 'HTTP port (0 picks a free one)', { min: 0, max: 65535 }),
   advertisedAddress: field.string('', 'host:port clients use to reach this broker; default <grpcHost or 127.0.0.1>:<bound grpc port>'),
   brokerId: field.string('', 'this broker\'s id in metadata; default the advertised address'),
@@ -193,12 +194,17 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
       const adminProto = loadProtos<AdminProto>(['strata/broker/v1/admin.proto']);
       host.addService(brokerProto.strata.broker.v1.Broker.service, brokerHandlers(ctx), brokerAccess);
       host.addService(adminProto.strata.broker.v1.Admin.service, adminHandlers(ctx), adminAccess);
+      // Pulsar's admin REST API v2 and lookup v2 beside /metrics (docs/admin-rest.md); each endpoint carries its access rule.
+      host.addApi(restApi({ ...ctx, cluster: config.cluster, isReady: () => host.isReady() }));
       const ports = await host.start();
       const h = config.grpcHost === '0.0.0.0' || config.grpcHost === '::' ? '127.0.0.1' : config.grpcHost;
       const url = config.advertisedAddress || `${h}:${ports.grpcPort}`;
       const m = ownership as OwnershipManager;
       m.self = { brokerId: config.brokerId || url, url };
-      const hh = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? h : config.httpHost;
+      // Published in brokers/<id> for REST redirects to a topic's owner: a wildcard bind is reached at the
+      // advertised host (a pod's address), not at 127.0.0.1.
+      const advertisedHost = url.slice(0, url.lastIndexOf(':')) || h;
+      const hh = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? advertisedHost : config.httpHost;
       m.httpUrl = `${hh}:${ports.httpPort}`;
     },
     // Topics close before the server stops, so their streams get a Closed event.

@@ -84,6 +84,17 @@ describe('admin service, non-persistent topics, bad requests', () => {
     expect((await call<object, { partitions: number }>(client, 'GetPartitionedTopicMetadata', { topic })).partitions).toBe(0);
   });
 
+  it('refuses a partitioned topic over a non-partitioned topic that holds data, with ALREADY_EXISTS', async () => {
+    const topic = uniqueTopic('plain');
+    const p = new TestProducer(client);
+    await p.open(topic);
+    await p.sendAndWait('kept');
+    p.close();
+    expect(errorCode(await call(admin, 'CreatePartitionedTopic', { topic, partitions: 2 }).catch((e: unknown) => e))).toBe('ALREADY_EXISTS');
+    expect((await call<object, { partitions: number }>(client, 'GetPartitionedTopicMetadata', { topic })).partitions).toBe(0);
+    expect(Number((await call<object, TopicStats__Output>(admin, 'GetTopicStats', { topic })).entriesAdded)).toBe(1);
+  });
+
   it('topic stats, list and delete', async () => {
     const topic = uniqueTopic('stats');
     const p = new TestProducer(client);

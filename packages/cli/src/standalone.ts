@@ -16,7 +16,7 @@ export const standaloneConfigSpec = {
   cluster: field.string('standalone', 'cluster name (the metadata key prefix)'),
   host: field.string('127.0.0.1', 'address every role listens on and advertises'),
   brokerPort: field.int(6650, 'broker gRPC port (clients and admin)', { min: 0, max: 65535 }),
-  brokerHttpPort: field.int(8080, 'broker HTTP port (/metrics, /healthz, /readyz)', { min: 0, max: 65535 }),
+  brokerHttpPort: field.int(8080, 'broker HTTP port (/metrics, /healthz, /readyz, the admin REST API)', { min: 0, max: 65535 }),
   bookiePorts: field.list(['3181', '3182'], 'gRPC ports of the bookies, one per bookie (comma separated)'),
   bookieHttpPorts: field.list(['8000', '8001'], 'HTTP ports of the bookies, one per bookie'),
   coordinatorPort: field.int(6660, 'coordinator gRPC port', { min: 0, max: 65535 }),

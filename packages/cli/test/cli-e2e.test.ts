@@ -193,6 +193,17 @@ describe('strata client commands against a standalone', () => {
     expect((JSON.parse(lookup.stdout) as { topic: string }[]).map((r) => r.topic)).toEqual([0, 1, 2].map((i) => `${topic}-partition-${i}`));
   });
 
+  it('refuses create-partitioned over a topic that already holds data (ALREADY_EXISTS), and the data stays', async () => {
+    const topic = `persistent://public/default/cli-plain-${id}`;
+    expect((await runBin(['produce', topic, '-m', 'kept', '--service-url', serviceUrl])).code).toBe(0);
+    const refused = await runBin(['admin', 'topics', 'create-partitioned', topic, '-p', '3', '--service-url', serviceUrl]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^error: .*ALREADY_EXISTS/);
+    const read = await runBin(['consume', topic, '-s', 'check', '-n', '1', '-p', 'Earliest', '--service-url', serviceUrl]);
+    expect(read.code).toBe(0);
+    expect(read.stdout).toContain('kept');
+  });
+
   it('runs perf produce and an OMB workload with --json', async () => {
     const perf = await runBin(['perf', 'produce', `cli-perf-${id}`, '-r', '2000', '--test-duration', '3', '--warmup-time', '0',
       '--report-interval', '1', '--json', '--service-url', serviceUrl]);

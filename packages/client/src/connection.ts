@@ -34,6 +34,8 @@ export class ConnectionPool {
   readonly #connectingSince = new Map<BrokerConnection, number>();
   #serviceIndex = 0;
   #closed = false;
+  /** Requests in flight by key: concurrent identical lookups share one answer (see coalesce). */
+  readonly #inFlight = new Map<string, Promise<unknown>>();
 
   readonly #serviceAddresses: readonly string[];
   readonly #web: WebLookup | undefined;
@@ -138,8 +140,25 @@ export class ConnectionPool {
     }
   }
 
+  /**
+   * Runs `fn` unless a call with the same key is in flight, whose promise is shared instead: a burst
+   * of producers, consumers or readers on one topic costs one lookup, not one each. Only for reads
+   * whose answer is as good for every caller that asked while it was on its way.
+   */
+  coalesce<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const pending = this.#inFlight.get(key);
+    if (pending) return pending as Promise<T>;
+    const p = fn().finally(() => this.#inFlight.delete(key));
+    this.#inFlight.set(key, p);
+    return p;
+  }
+
   /** The address of the broker that owns `topic`, following non-authoritative answers. */
-  async lookup(topic: string): Promise<string> {
+  lookup(topic: string): Promise<string> {
+    return this.coalesce(`lookup:${topic}`, () => this.#lookup(topic));
+  }
+
+  async #lookup(topic: string): Promise<string> {
     if (this.#web) return this.#web.lookup(topic);
     let conn = await this.serviceConnection();
     let authoritative = false;
@@ -165,7 +184,11 @@ export class ConnectionPool {
    * reachable yet, a broker starting) with a short backoff until the operation timeout, as creation
    * does (decision 0043), so a client started before its brokers still gets an answer.
    */
-  async partitions(topic: string): Promise<number> {
+  partitions(topic: string): Promise<number> {
+    return this.coalesce(`partitions:${topic}`, () => this.#partitions(topic));
+  }
+
+  async #partitions(topic: string): Promise<number> {
     const deadline = Date.now() + this.operationTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {

@@ -219,6 +219,8 @@ export class PartitionProducer {
   #call: grpc.ClientDuplexStream<ProducerCommand, ProducerEvent__Output> | undefined;
   #name: string | undefined;
   #nextSeq = 0;
+  /** Highest sequence id the broker acknowledged (on open: the one it persisted last), -1 before any. */
+  #lastAckedSeq = -1;
   #seqInitialized = false;
   /** Batches being built: one (key '') or, with key-based batching, one per key; insertion order = age. */
   readonly #building = new Map<string, { messages: QueuedMessage[]; bytes: number }>();
@@ -253,6 +255,10 @@ export class PartitionProducer {
 
   get name(): string {
     return this.#name ?? '';
+  }
+
+  get lastSequenceId(): number {
+    return this.#lastAckedSeq;
   }
 
   isConnected(): boolean {
@@ -313,6 +319,7 @@ export class PartitionProducer {
       this.#nextSeq = Math.max(0, opened.lastSequenceId + 1);
       this.#seqInitialized = true;
     }
+    this.#lastAckedSeq = Math.max(this.#lastAckedSeq, opened.lastSequenceId);
     this.#state = 'ready';
     this.#backoff.reset();
     this.#log.info({ broker: conn.address, producerName: this.#name, resend: this.#inflight.length }, 'producer connected');
@@ -363,6 +370,7 @@ export class PartitionProducer {
     const ledgerId = r.messageId?.ledgerId ?? -1;
     const entryId = r.messageId?.entryId ?? -1;
     this.#ctx.published.note(this.topic, ledgerId, entryId);
+    this.#lastAckedSeq = Math.max(this.#lastAckedSeq, head.lastSeq);
     head.messages.forEach((m, i) => m.done.resolve(new MessageId(ledgerId, entryId, n > 1 ? i : -1, this.partition, n, this.topic)));
     this.#release(n);
   }
@@ -828,6 +836,15 @@ export class Producer {
 
   getTopic(): string {
     return this.#topic;
+  }
+
+  /**
+   * The highest sequence id the broker acknowledged from this producer (over all partitions), -1 if none
+   * (the Java client's). With deduplication on, a producer under an earlier session's name starts from
+   * the last one that session stored.
+   */
+  getLastSequenceId(): number {
+    return Math.max(...this.#parts.map((p) => p.lastSequenceId));
   }
 
   /** True when every partition's stream is open. */

@@ -252,6 +252,8 @@ export class ServiceHost {
       if (res.headersSent) return void res.end();
       const e = asStrataError(err);
       if (e.code === 'INTERNAL') this.options.logger.warn({ err, path }, 'http request failed');
+      // A body left unread (413) would be parsed as the next request on this connection: close it.
+      if (!req.complete) res.setHeader('connection', 'close');
       sendHttpError(res, e);
     }
   }

@@ -72,6 +72,23 @@ export class NamespaceResources {
     if (!(await this.store.delete(`admin/tenants/${tenant}`))) throw new NotFoundError(`tenant ${tenant}`);
   }
 
+  /** The tenant's info; NOT_FOUND when it does not exist. */
+  async getTenant(tenant: string): Promise<TenantInfo> {
+    checkTenantName(tenant);
+    const kv = await this.store.get(`admin/tenants/${tenant}`);
+    if (!kv) throw new NotFoundError(`tenant ${tenant}`);
+    const info = JSON.parse(kv.value.toString('utf8')) as Partial<TenantInfo>;
+    return { adminRoles: info.adminRoles ?? [], allowedClusters: info.allowedClusters ?? [] };
+  }
+
+  /** Replaces an existing tenant's info (compare-and-swap on the version read); NOT_FOUND when absent. */
+  async updateTenant(tenant: string, info: TenantInfo): Promise<void> {
+    checkTenantName(tenant);
+    const kv = await this.store.get(`admin/tenants/${tenant}`);
+    if (!kv) throw new NotFoundError(`tenant ${tenant}`);
+    await this.store.put(`admin/tenants/${tenant}`, JSON.stringify(info), { expectedVersion: kv.version });
+  }
+
   async tenantExists(tenant: string): Promise<boolean> {
     return (await this.store.get(`admin/tenants/${tenant}`)) !== undefined;
   }
@@ -129,6 +146,21 @@ export class NamespaceResources {
     if (!(await this.createIfAbsent(`admin/partitioned-topics/${topic.path}`, { partitions }))) {
       throw new AlreadyExistsError(`partitioned topic ${topic}`);
     }
+  }
+
+  /**
+   * Raises a partitioned topic's partition count (Pulsar's update: partitions are only ever added, since
+   * a removed partition's messages would be orphaned). NOT_FOUND when it is not partitioned.
+   */
+  async updatePartitionedTopic(topic: TopicName, partitions: number): Promise<void> {
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
+      throw new InvalidRequestError(`partitions must be 1..${MAX_PARTITIONS}, got ${partitions}`);
+    }
+    const kv = topic.isPartition ? undefined : await this.store.get(`admin/partitioned-topics/${topic.path}`);
+    if (!kv) throw new NotFoundError(`partitioned topic ${topic}`);
+    const current = (JSON.parse(kv.value.toString('utf8')) as { partitions: number }).partitions;
+    if (partitions <= current) throw new InvalidRequestError(`${topic} has ${current} partitions: the count can only grow, got ${partitions}`);
+    await this.store.put(`admin/partitioned-topics/${topic.path}`, JSON.stringify({ partitions }), { expectedVersion: kv.version });
   }
 
   async deletePartitionedTopic(topic: TopicName): Promise<number> {
@@ -191,13 +223,13 @@ export class NamespaceResources {
   }
 
   /**
-   * Brokers with a live session (`brokers/<id>` -> { url, load }): `cpuPercent` and message rates
-   * from the broker's last load report (0 when it has not reported yet).
+   * Brokers with a live session (`brokers/<id>` -> { url, httpUrl, load }): httpUrl '' when not
+   * published; `cpuPercent` and message rates from the broker's last load report (0 before one).
    */
-  async listBrokers(): Promise<Array<{ brokerId: string; url: string; cpuPercent: number; msgRateIn: number; msgRateOut: number }>> {
+  async listBrokers(): Promise<Array<{ brokerId: string; url: string; httpUrl: string; cpuPercent: number; msgRateIn: number; msgRateOut: number }>> {
     const page = await this.store.list('brokers/', { limit: LIST_PAGE });
     return page.items.map((kv) => {
-      let reg: { url?: unknown; load?: { cpuPercent?: unknown; msgRateIn?: unknown; msgRateOut?: unknown } } = {};
+      let reg: { url?: unknown; httpUrl?: unknown; load?: { cpuPercent?: unknown; msgRateIn?: unknown; msgRateOut?: unknown } } = {};
       try {
         reg = JSON.parse(kv.value.toString('utf8')) as typeof reg;
       } catch {
@@ -205,7 +237,7 @@ export class NamespaceResources {
       }
       const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
       return {
-        brokerId: kv.key.slice('brokers/'.length), url: String(reg.url ?? ''),
+        brokerId: kv.key.slice('brokers/'.length), url: String(reg.url ?? ''), httpUrl: String(reg.httpUrl ?? ''),
         cpuPercent: num(reg.load?.cpuPercent), msgRateIn: num(reg.load?.msgRateIn), msgRateOut: num(reg.load?.msgRateOut),
       };
     });

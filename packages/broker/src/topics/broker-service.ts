@@ -62,9 +62,10 @@ export class BrokerService {
 
   /**
    * The loaded topic, loading it if needed. `create`: allow creating a persistent topic that does not
-   * exist (producers and consumers do, subject to allowAutoTopicCreation; admin lookups do not).
+   * exist (producers and consumers do, subject to allowAutoTopicCreation; admin lookups do not);
+   * `'explicit'`: an admin's create, allowed whatever allowAutoTopicCreation says.
    */
-  async getTopic(name: TopicName, options: { create: boolean }): Promise<Topic> {
+  async getTopic(name: TopicName, options: { create: boolean | 'explicit' }): Promise<Topic> {
     if (this.stopped) throw new ServiceNotReadyError('broker is stopping');
     const key = name.toString();
     const loaded = this.topics.get(key);
@@ -228,7 +229,7 @@ export class BrokerService {
     }));
   }
 
-  private async load(name: TopicName, create: boolean): Promise<Topic> {
+  private async load(name: TopicName, create: boolean | 'explicit'): Promise<Topic> {
     const owner = await this.ownership.ownerOf(name);
     if (!owner) {
       await this.resources.getPolicies(name.namespaceName); // NOT_FOUND for a namespace that does not exist
@@ -258,7 +259,7 @@ export class BrokerService {
     return topic;
   }
 
-  private async loadOwned(name: TopicName, create: boolean): Promise<Topic> {
+  private async loadOwned(name: TopicName, create: boolean | 'explicit'): Promise<Topic> {
     const policies = await this.resources.getPolicies(name.namespaceName);
     if (!name.isPartition && (await this.resources.getPartitions(name)) > 0) {
       throw new InvalidRequestError(`${name} is a partitioned topic: use its partitions (${name}-partition-N)`);
@@ -269,7 +270,7 @@ export class BrokerService {
         throw new NotFoundError(`partition ${name.partitionIndex} of ${name.partitionedTopic} (it has ${partitions})`);
       }
       // A partition of an existing partitioned topic may always be created.
-      if (partitions > 0) create = true;
+      if (partitions > 0 && !create) create = true;
     }
     const common = {
       maxMessageBytes: this.options.maxMessageBytes, producerNamePrefix: this.options.producerNamePrefix, clock: this.deps.clock,
@@ -280,7 +281,7 @@ export class BrokerService {
       this.logger.info({ topic: name.toString() }, 'non-persistent topic loaded');
       return new NonPersistentTopic(name, common);
     }
-    const mayCreate = create && this.options.allowAutoTopicCreation;
+    const mayCreate = create === 'explicit' || (create && this.options.allowAutoTopicCreation);
     if (!mayCreate && !(await this.factory.exists(name.path))) throw new NotFoundError(`topic ${name}`);
     const ml = await this.factory.open(name.path, { config: this.ledgerConfig(policies), createIfMissing: true });
     const topic = new PersistentTopic(name, ml, policies, {

@@ -139,14 +139,7 @@ export class Subscription {
       if (this.type === 'SHARED_SUB' || this.type === 'KEY_SHARED_SUB') {
         throw new InvalidRequestError(`cumulative ack is not allowed on a ${this.type} subscription`);
       }
-      const upTo = positions.reduce((a, b) => (comparePositions(a, b) >= 0 ? a : b));
-      for (const c of this.consumers) {
-        for (const [k, p] of c.pending) if (comparePositions(p.position, upTo) <= 0) this.release(c, k);
-      }
-      for (const [k, p] of this.redeliver) if (comparePositions(p, upTo) <= 0) this.redeliver.delete(k);
-      for (const [k, n] of this.nacked) if (comparePositions(n.position, upTo) <= 0) this.nacked.delete(k);
-      for (const k of this.redeliveryCounts.keys()) if (this.redeliver.has(k) === false && !this.isPendingAnywhere(k)) this.redeliveryCounts.delete(k);
-      await this.cursor.ackCumulative(upTo);
+      await this.ackUpTo(positions.reduce((a, b) => (comparePositions(a, b) >= 0 ? a : b)));
     } else {
       for (const p of positions) {
         const k = key(p);
@@ -160,6 +153,26 @@ export class Subscription {
     }
     // An ack may unblock a Key_Shared hash.
     this.schedule();
+  }
+
+  /**
+   * Admin (Pulsar's expire and skip): moves the mark-delete position forward to `upTo`, never back,
+   * keeping the individual acks after it; deliveries at or before it are released.
+   */
+  async markDeleteUpTo(upTo: Position): Promise<void> {
+    await this.ackUpTo(upTo);
+    this.schedule();
+  }
+
+  /** A cumulative ack up to `upTo`, whoever asks: forget what it covers, then move the cursor. */
+  private async ackUpTo(upTo: Position): Promise<void> {
+    for (const c of this.consumers) {
+      for (const [k, p] of c.pending) if (comparePositions(p.position, upTo) <= 0) this.release(c, k);
+    }
+    for (const [k, p] of this.redeliver) if (comparePositions(p, upTo) <= 0) this.redeliver.delete(k);
+    for (const [k, n] of this.nacked) if (comparePositions(n.position, upTo) <= 0) this.nacked.delete(k);
+    for (const k of this.redeliveryCounts.keys()) if (this.redeliver.has(k) === false && !this.isPendingAnywhere(k)) this.redeliveryCounts.delete(k);
+    await this.cursor.ackCumulative(upTo);
   }
 
   /** Negative ack: redeliver these entries after the consumer's nack delay. */

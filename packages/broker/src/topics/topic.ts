@@ -2,7 +2,8 @@ import type { Clock, Logger, Random } from '@strata/runtime';
 import { decodeEnvelope, encodeEnvelope } from './codec.js';
 import { Consumer, SUBSCRIPTION_TYPE_PROPERTY, subscriptionTypeName, type SubscriptionType } from './consumer.js';
 import {
-  ConsumerBusyError, InvalidRequestError, MessageTooLargeError, ProducerBusyError, ProducerFencedError, ServiceNotReadyError, TooManyRequestsError,
+  AlreadyExistsError, ConsumerBusyError, InvalidRequestError, NotFoundError, MessageTooLargeError, ProducerBusyError, ProducerFencedError, ServiceNotReadyError,
+  TooManyRequestsError,
 } from '../errors.js';
 import type { BatchMetadata__Output } from '../generated/strata/broker/v1/BatchMetadata.js';
 import type { MessageId } from '../generated/strata/broker/v1/MessageId.js';
@@ -13,7 +14,7 @@ import { RateMeter } from './rate.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { NamespacePolicies } from '../resources/namespace-resources.js';
 import type { ConsumerSink } from './consumer.js';
-import type { Cursor, InitialPosition, ManagedLedger, Position } from '../storage/index.js';
+import { comparePositions, type Cursor, type InitialPosition, type ManagedLedger, type Position } from '../storage/index.js';
 import { Subscription } from './subscription.js';
 
 /** Cursor holding the dedup snapshot; names with this prefix are reserved for the broker. */
@@ -280,6 +281,69 @@ export class PersistentTopic implements Topic {
     this.subscriptions.delete(sub.name);
     await sub.close('unsubscribed', { closeCursor: !sub.durable });
     if (sub.durable) await this.ml.deleteCursor(sub.name);
+  }
+
+  /**
+   * Admin: a durable subscription with no consumer yet, its cursor at `initialPosition` (Pulsar's
+   * create-subscription). ALREADY_EXISTS when the subscription exists.
+   */
+  async createSubscription(name: string, initialPosition: InitialPosition): Promise<void> {
+    this.checkOpen();
+    if (name.startsWith(RESERVED_SUBSCRIPTION_PREFIX)) throw new InvalidRequestError(`subscription names starting with "${RESERVED_SUBSCRIPTION_PREFIX}" are reserved`);
+    if (this.subscriptions.has(name)) throw new AlreadyExistsError(`subscription ${name} on ${this.name}`);
+    const cursor = await this.ml.openCursor(name, { initialPosition });
+    this.checkOpen();
+    if (!this.subscriptions.has(name)) this.subscriptions.set(name, this.newSubscription(name, cursor));
+  }
+
+  /**
+   * Admin: removes a durable subscription and its cursor. CONSUMER_BUSY while consumers are attached,
+   * unless `force`, which closes them first (their streams get Closed). NOT_FOUND when absent.
+   */
+  async deleteSubscription(name: string, force: boolean): Promise<void> {
+    const sub = this.durableSubscription(name);
+    if (sub.consumers.length > 0 && !force) throw new ConsumerBusyError(`subscription ${name} has consumers connected`);
+    this.subscriptions.delete(name);
+    await sub.close('subscription deleted', { closeCursor: false });
+    await this.ml.deleteCursor(name);
+  }
+
+  /** Admin: the subscription's seek, to the first message published at or after a time, or to the end (skip all). */
+  async resetSubscription(name: string, target: { timestampMs: number } | 'latest'): Promise<void> {
+    await this.wrap(this.durableSubscription(name)).seek(target);
+  }
+
+  /**
+   * Admin (Pulsar's expireMessages): acknowledges every entry published more than `olderThanMs` ago,
+   * moving the cursor only forward and keeping the individual acks after the new position.
+   */
+  async expireSubscription(name: string, olderThanMs: number): Promise<void> {
+    const sub = this.durableSubscription(name);
+    const last = this.ml.lastConfirmed;
+    if (last.entryId < 0) return;
+    const firstKept = await this.ml.findPositionByTime(this.options.clock.now() - olderThanMs);
+    // (ledger, entry - 1) may name no entry (entry 0): the cursor takes the entry before it.
+    await sub.markDeleteUpTo(firstKept ? { ledgerId: firstKept.ledgerId, entryId: firstKept.entryId - 1 } : last);
+  }
+
+  /** Admin (Pulsar's skip): acknowledges the next `entries` unacknowledged entries after the mark-delete position. */
+  async skipSubscription(name: string, entries: number): Promise<void> {
+    const sub = this.durableSubscription(name);
+    const last = this.ml.lastConfirmed;
+    let p = sub.cursor.markDeletePosition;
+    // Bounded by the backlog: the walk stops at the last entry.
+    for (let skipped = 0; skipped < entries && comparePositions(p, last) < 0;) {
+      p = this.ml.nextPosition(p);
+      if (!sub.cursor.isAcked(p)) skipped++;
+    }
+    await sub.markDeleteUpTo(p);
+  }
+
+  private durableSubscription(name: string): Subscription {
+    this.checkOpen();
+    const sub = this.subscriptions.get(name);
+    if (!sub || !sub.durable) throw new NotFoundError(`subscription ${name} on ${this.name}`);
+    return sub;
   }
 
   lastMessageId(): MessageId {

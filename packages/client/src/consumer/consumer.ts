@@ -223,6 +223,19 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
     return null;
   }
 
+  /** The id of the topic's last stored entry (ledgerId -1 when empty); for a consumer of one topic partition. */
+  async getLastMessageId(): Promise<MessageId> {
+    const op = 'Failed to get last message id';
+    if (this.#closed) throw operationError(op, ClientErrorCode.ALREADY_CLOSED);
+    const all = this.#topics.all();
+    if (all.length !== 1) throw operationError(op, ClientErrorCode.INVALID_ARGUMENT, `this consumer reads ${all.length} topic partitions; ask a reader or consumer of one`);
+    try {
+      return await all[0]!.lastMessageId();
+    } catch (err) {
+      throw fromGrpcError(err).withContext(op);
+    }
+  }
+
   /** True when every partition's stream is open. */
   isConnected(): boolean {
     const all = this.#topics.all();

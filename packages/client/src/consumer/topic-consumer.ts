@@ -377,10 +377,13 @@ export class TopicConsumer {
   /** The id of the last entry of the topic (ledgerId -1 if empty). */
   async lastMessageId(): Promise<MessageId> {
     // Only the topic's owner answers: ask the broker the stream is on (after a lookup if none yet).
-    const conn = await this.#ctx.pool.connect(this.#ownerAddress ?? (await this.#ctx.pool.lookup(this.topic)));
-    const res = await unary<{ messageId: { ledgerId: number; entryId: number } | null }>(
-      (cb, opts) => conn.broker.GetLastMessageId({ topic: this.topic }, opts, cb), this.#ctx.operationTimeoutMs);
-    const m = res.messageId;
+    const owner = this.#ownerAddress ?? (await this.#ctx.pool.lookup(this.topic));
+    const m = await this.#ctx.pool.coalesce(`last:${owner}:${this.topic}`, async () => {
+      const conn = await this.#ctx.pool.connect(owner);
+      const res = await unary<{ messageId: { ledgerId: number; entryId: number } | null }>(
+        (cb, opts) => conn.broker.GetLastMessageId({ topic: this.topic }, opts, cb), this.#ctx.operationTimeoutMs);
+      return res.messageId;
+    });
     return new MessageId(m?.ledgerId ?? -1, m?.entryId ?? -1, -1, this.partition);
   }
 }

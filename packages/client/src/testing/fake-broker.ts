@@ -47,6 +47,7 @@ export class FakeBroker {
       connect: async () => ({ address: 'fake:1', broker: this.client, admin: {} }),
       service: () => ({ address: 'fake:1', broker: this.client, admin: {} }),
       partitions: async () => this.partitions,
+      coalesce: (_key: string, fn: () => Promise<unknown>) => fn(),
       rotateService: () => {},
       close: () => {},
     } as unknown as ClientContext['pool'],
