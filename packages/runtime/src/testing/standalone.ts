@@ -12,17 +12,22 @@ import { strataBin } from './roles.js';
 export class StandaloneProcess {
   private proc: ChildProcessHandle | undefined;
 
-  private constructor(private readonly args: string[], private readonly dir: { path: string; remove(): Promise<void> }, readonly address: string) {}
+  private constructor(
+    private readonly args: string[], private readonly dir: { path: string; remove(): Promise<void> }, readonly address: string,
+    /** The broker's HTTP address (admin REST, /metrics, health). */
+    readonly httpAddress: string,
+  ) {}
 
-  static async start(options: { logLevel?: string } = {}): Promise<StandaloneProcess> {
+  /** `args`: more `strata standalone` flags (e.g. the authentication ones). */
+  static async start(options: { logLevel?: string; args?: readonly string[] } = {}): Promise<StandaloneProcess> {
     const dir = await tempDir('strata-standalone-');
     const [broker, brokerHttp, b1, b2, b1Http, b2Http, coord, coordHttp] = (await freePorts(8)).map(String) as [string, string, string, string, string, string, string, string];
     const args = [
       ...SERVER_NODE_FLAGS, strataBin(), 'standalone', '--data-dir', join(dir.path, 'data'), '--host', '127.0.0.1', '--log-level', options.logLevel ?? 'warn',
       '--broker-port', broker, '--broker-http-port', brokerHttp, '--bookie-ports', `${b1},${b2}`, '--bookie-http-ports', `${b1Http},${b2Http}`,
-      '--coordinator-port', coord, '--coordinator-http-port', coordHttp,
+      '--coordinator-port', coord, '--coordinator-http-port', coordHttp, ...(options.args ?? []),
     ];
-    const standalone = new StandaloneProcess(args, dir, `127.0.0.1:${broker}`);
+    const standalone = new StandaloneProcess(args, dir, `127.0.0.1:${broker}`, `127.0.0.1:${brokerHttp}`);
     try {
       await standalone.restart();
     } catch (err) {
@@ -34,6 +39,11 @@ export class StandaloneProcess {
 
   get serviceUrl(): string {
     return `pulsar://${this.address}`;
+  }
+
+  /** The tail of what the process wrote (stdout and stderr). */
+  get recentOutput(): string {
+    return this.proc?.recentOutput ?? '';
   }
 
   get pid(): number | undefined {
