@@ -204,7 +204,8 @@ describe('token authentication on a standalone', () => {
     const topic = unique('auth-cli');
     const url = ['--service-url', standalone.serviceUrl];
     const produced = await strata(['produce', topic, '-m', 'one,two', ...url, '--token', token]);
-    expect(produced.stderr).toContain('2 messages successfully produced');
+    expect(produced.code).toBe(0);
+    expect(`${produced.stdout}${produced.stderr}`).toContain('2 messages successfully produced');
     const tokenFile = join(dir.path, 'token');
     writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     const consumed = await strata(['consume', topic, '-s', 's', '-p', 'Earliest', '-n', '1', ...url, '--token-file', tokenFile]);
