@@ -1,4 +1,4 @@
-import { AuthenticationToken, type Authentication } from './auth.js';
+import { AuthenticationToken, TokenSource, type Authentication } from './auth.js';
 import { CONNECT_WAIT_MS, ConnectionPool } from './connection.js';
 import type { ClientContext } from './context.js';
 import { Consumer, type ConsumerConfig } from './consumer/consumer.js';
@@ -111,10 +111,11 @@ export class Client {
       ? loggerFromHandler(config.log, config.logLevel ?? LogLevel.INFO)
       : loggerFromHandler(() => defaultLogHandler, config.logLevel ?? LogLevel.INFO, {}, true));
     const root = logger.child({ component: 'client' });
-    let token;
+    let token: TokenSource | undefined;
     if (config.authentication !== undefined) {
-      token = AuthenticationToken.supplierOf(config.authentication);
-      if (!token) throw configError('authentication must be an AuthenticationToken (Strata supports token authentication only yet)');
+      const supplier = AuthenticationToken.supplierOf(config.authentication);
+      if (!supplier) throw configError('authentication must be an AuthenticationToken (Strata supports token authentication only yet)');
+      token = new TokenSource(supplier);
     }
     this.#ctx = {
       pool: new ConnectionPool(webBases ? new WebLookup(webBases, opSeconds * 1000, token) : brokerHosts, opSeconds * 1000, root, connectionTimeoutMs, CONNECT_WAIT_MS, token),

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { TokenSupplier } from './auth.js';
+import type { TokenSource } from './auth.js';
 import { ClientError, ClientErrorCode, fromGrpcError } from './errors.js';
 import type { Logger } from './logger.js';
 import { createBrokerClients, type AdminClient, type BrokerClient } from './protocol.js';
@@ -47,7 +47,7 @@ export class ConnectionPool {
     private readonly connectionTimeoutMs = 10_000,
     private readonly connectWaitMs = CONNECT_WAIT_MS,
     /** The `authentication` of the client: every connection's calls carry its token. */
-    private readonly token?: TokenSupplier,
+    private readonly token?: TokenSource,
   ) {
     this.#web = service instanceof WebLookup ? service : undefined;
     this.#serviceAddresses = service instanceof WebLookup ? [] : service;

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import { authenticationInterceptor, type TokenSupplier } from './auth.js';
+import { authenticationInterceptor, type TokenSource } from './auth.js';
 import { protoDescriptor } from './generated/descriptor.js';
 import type { ProtoGrpcType as BrokerGrpc } from './generated/broker.js';
 import type { ProtoGrpcType as AdminGrpc } from './generated/admin.js';
@@ -65,10 +65,10 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 };
 
 /**
- * One channel to one broker, carrying both services. With a token supplier, every call on it carries
- * `authorization: Bearer <token>` (one interceptor for the connection: the supplier is asked once per connection).
+ * One channel to one broker, carrying both services. With a token source, every call on it carries
+ * `authorization: Bearer <token>` (one interceptor for the connection, sharing its token).
  */
-export function createBrokerClients(address: string, token?: TokenSupplier): { broker: BrokerClient; admin: AdminClient } {
+export function createBrokerClients(address: string, token?: TokenSource): { broker: BrokerClient; admin: AdminClient } {
   const p = load();
   const interceptors = token ? { interceptors: [authenticationInterceptor(token)] } : {};
   const broker = new p.grpcBroker.Broker(address, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...interceptors });

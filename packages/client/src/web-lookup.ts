@@ -1,4 +1,4 @@
-import type { TokenSupplier } from './auth.js';
+import type { TokenSource } from './auth.js';
 import { ClientError, ClientErrorCode } from './errors.js';
 import { brokerAddress } from './topic.js';
 
@@ -12,31 +12,23 @@ import { brokerAddress } from './topic.js';
 export class WebLookup {
   #index = 0;
 
-  /** The token of these web hosts, asked once and again after a 401 (as a gRPC connection's). */
+  /** The token sent with the last request, dropped after a 401. */
   #token: Promise<string> | undefined;
 
   constructor(
     private readonly bases: readonly string[],
     private readonly timeoutMs: number,
-    private readonly tokenSupplier?: TokenSupplier,
+    private readonly tokens?: TokenSource,
   ) {}
 
   async #headers(): Promise<Record<string, string>> {
-    if (!this.tokenSupplier) return { accept: 'application/json' };
-    const supplier = this.tokenSupplier;
-    const pending = (this.#token ??= Promise.resolve().then(supplier));
-    let token: unknown;
+    if (!this.tokens) return { accept: 'application/json' };
+    const pending = (this.#token = this.tokens.current());
     try {
-      token = await pending;
+      return { accept: 'application/json', authorization: `Bearer ${await pending}` };
     } catch (err) {
-      this.#token = undefined;
       throw new ClientError(ClientErrorCode.AUTHENTICATION, `the token supplier failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    if (typeof token !== 'string') {
-      this.#token = undefined;
-      throw new ClientError(ClientErrorCode.AUTHENTICATION, 'the token supplier did not return a string');
-    }
-    return { accept: 'application/json', authorization: `Bearer ${token}` };
   }
 
   /** The client address (`host:port`) of the broker that owns `topic` (a full name). */
@@ -77,7 +69,7 @@ export class WebLookup {
         continue;
       }
       if (res.ok) return (await res.json()) as T;
-      if (res.status === 401) this.#token = undefined;
+      if (res.status === 401 && this.#token) this.tokens?.refused(this.#token);
       const reason = await reasonOf(res);
       const error = new ClientError(codeOfStatus(res.status), `${what}: HTTP ${res.status}${reason ? ` ${reason}` : ''}`);
       if (res.status < 500) throw error;

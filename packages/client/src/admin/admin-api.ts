@@ -6,7 +6,7 @@
  * broker's stable domain code (`ALREADY_EXISTS`, `NOT_FOUND`, ...) reaches the caller unchanged.
  */
 import * as grpc from '@grpc/grpc-js';
-import { AuthenticationToken, type Authentication } from '../auth.js';
+import { AuthenticationToken, TokenSource, type Authentication } from '../auth.js';
 import { ClientError, configError, fromGrpcError } from '../errors.js';
 import { createBrokerClients } from '../protocol.js';
 import type { AdminClient } from '../generated/strata/broker/v1/Admin.js';
@@ -48,7 +48,7 @@ export class AdminApi {
   /** The target that answered last: later calls start there. */
   #current = 0;
   readonly #callTimeoutMs: number;
-  readonly #token: (() => string | Promise<string>) | undefined;
+  readonly #token: TokenSource | undefined;
 
   /**
    * `targets`: gRPC addresses (`host:port`), e.g. from `parseServiceUrl('pulsar://a:6650,b:6650')`.
@@ -60,8 +60,9 @@ export class AdminApi {
     this.#stubs = this.#targets.map(() => undefined);
     this.#callTimeoutMs = options.callTimeoutMs ?? ADMIN_CALL_TIMEOUT_MS;
     if (!(this.#callTimeoutMs > 0)) throw new RangeError(`callTimeoutMs must be > 0, got ${this.#callTimeoutMs}`);
-    this.#token = options.authentication === undefined ? undefined : AuthenticationToken.supplierOf(options.authentication);
-    if (options.authentication !== undefined && !this.#token) throw configError('authentication must be an AuthenticationToken');
+    const supplier = options.authentication === undefined ? undefined : AuthenticationToken.supplierOf(options.authentication);
+    if (options.authentication !== undefined && !supplier) throw configError('authentication must be an AuthenticationToken');
+    this.#token = supplier && new TokenSource(supplier);
   }
 
   #stubsAt(i: number): BrokerStubs {
