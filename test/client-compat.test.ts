@@ -36,6 +36,32 @@ describe('Client', () => {
   });
 });
 
+describe('web service URL (HTTP lookup)', () => {
+  it("produces and consumes with serviceUrl http://host:port, partitioned topics too", async () => {
+    const web = new Pulsar.Client({ serviceUrl: standalone.webServiceUrl, operationTimeoutSeconds: 10 });
+    try {
+      const topic = unique('http-lookup');
+      const consumer = await web.subscribe({ topic, subscription: 's' });
+      const producer = await web.createProducer({ topic });
+      await producer.send({ data: Buffer.from('over http lookup') });
+      expect((await consumer.receive(5000)).getData().toString()).toBe('over http lookup');
+      await Promise.all([consumer.close(), producer.close()]);
+      const partitioned = unique('http-partitioned');
+      const put = await fetch(`${standalone.webServiceUrl}/admin/v2/persistent/public/default/${partitioned}/partitions`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '3' });
+      expect(put.status).toBe(204);
+      expect(await web.getPartitionsForTopic(partitioned)).toHaveLength(3);
+    } finally {
+      await web.close();
+    }
+  });
+
+  it('a dead web service host fails with a retriable ConnectError, not a hang', async () => {
+    const dead = new Pulsar.Client({ serviceUrl: 'http://127.0.0.1:1', operationTimeoutSeconds: 1 });
+    await expect(dead.createProducer({ topic: unique('nowhere') })).rejects.toMatchObject({ code: 'UNAVAILABLE', retriable: true });
+    await dead.close();
+  });
+});
+
 describe('Producer', () => {
   it.each([[{}], [{ topic: 0 }]])('createProducer(%j) needs a topic, in pulsar-client\'s words', async (config) => {
     await expect(client.createProducer(config as never)).rejects.toThrow('Topic is required and must be specified as a string when creating producer');
@@ -133,6 +159,74 @@ describe('Consumer', () => {
       Pulsar.Client.setLogHandler(null);
       await early.close();
     }
+  });
+});
+
+describe('batch index acks (batchIndexAckEnabled)', () => {
+  it('only the unacknowledged messages of a batch come back, after a resubscribe and after a broker restart', async () => {
+    const own = await StandaloneProcess.start();
+    const c = new Pulsar.Client({ serviceUrl: own.serviceUrl, operationTimeoutSeconds: 10 });
+    try {
+      const topic = unique('batch-index-ack');
+      const producer = await c.createProducer({ topic, batchingMaxMessages: 100, batchingMaxPublishDelayMs: 10_000 });
+      const subscribe = () => c.subscribe({ topic, subscription: 'sub', batchIndexAckEnabled: true, subscriptionInitialPosition: 'Earliest' });
+      let consumer = await subscribe();
+      const sent = Array.from({ length: 5 }, (_, i) => producer.send({ data: Buffer.from(`m-${i}`) }));
+      await producer.flush();
+      const ids = await Promise.all(sent);
+      expect(new Set(ids.map((id) => id.entryId)).size).toBe(1); // one batch
+      const got = [];
+      for (let i = 0; i < 5; i++) got.push(await consumer.receive(5000));
+      await consumer.acknowledge(got[0]!);
+      await consumer.acknowledge(got[1]!);
+      await consumer.close();
+      consumer = await subscribe();
+      const again = [];
+      for (let i = 0; i < 3; i++) again.push((await consumer.receive(5000)).getData().toString());
+      expect(again).toEqual(['m-2', 'm-3', 'm-4']);
+      await expect(consumer.receive(500)).rejects.toThrow('Failed to receive message: TimeOut');
+      await consumer.acknowledge((await Promise.resolve(got[2]!)));
+      await consumer.close();
+      await producer.close();
+      // The broker keeps them with the cursor: a graceful restart forgets nothing.
+      await own.terminate();
+      await own.restart();
+      consumer = await subscribe();
+      const afterRestart = [];
+      for (let i = 0; i < 2; i++) afterRestart.push((await consumer.receive(10_000)).getData().toString());
+      expect(afterRestart).toEqual(['m-3', 'm-4']);
+      await expect(consumer.receive(500)).rejects.toThrow('Failed to receive message: TimeOut');
+      await consumer.close();
+    } finally {
+      await c.close();
+      await own.stop();
+    }
+  }, 90_000);
+});
+
+describe('Consumer topicsPattern', () => {
+  it("regexSubscriptionMode 'AllTopics' matches persistent and non-persistent topics; the default only persistent ones", async () => {
+    const prefix = unique('regex');
+    const persistent = await client.createProducer({ topic: `persistent://public/default/${prefix}-p` });
+    const nonPersistent = await client.createProducer({ topic: `non-persistent://public/default/${prefix}-np` });
+    const all = await client.subscribe({ topicsPattern: `persistent://public/default/${prefix}-.*`, subscription: 'all', regexSubscriptionMode: 'AllTopics' });
+    const persistentOnly = await client.subscribe({ topicsPattern: `persistent://public/default/${prefix}-.*`, subscription: 'p-only' });
+    expect(all.getTopics().sort()).toEqual([`non-persistent://public/default/${prefix}-np`, `persistent://public/default/${prefix}-p`]);
+    expect(persistentOnly.getTopics()).toEqual([`persistent://public/default/${prefix}-p`]);
+    await persistent.send({ data: Buffer.from('p') });
+    await nonPersistent.send({ data: Buffer.from('np') });
+    const got = [(await all.receive(5000)).getData().toString(), (await all.receive(5000)).getData().toString()].sort();
+    expect(got).toEqual(['np', 'p']);
+    await Promise.all([all.close(), persistentOnly.close(), persistent.close(), nonPersistent.close()]);
+  });
+});
+
+describe('features not built yet fail typed, never silently', () => {
+  it('a CryptoKeyReader subclass loads; using it is refused with UNSUPPORTED', async () => {
+    class Keys extends Pulsar.CryptoKeyReader {}
+    await expect(client.createProducer({ topic: unique('enc'), cryptoKeyReader: new Keys(), encryptionKey: 'k' } as never)).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    await expect(client.subscribe({ topic: unique('enc'), subscription: 's', cryptoKeyReader: new Keys() } as never)).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    await expect(client.createProducer({ topic: unique('chunk'), chunkingEnabled: true } as never)).rejects.toMatchObject({ code: 'UNSUPPORTED' });
   });
 });
 

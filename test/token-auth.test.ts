@@ -162,7 +162,7 @@ describe('token authentication on a standalone', () => {
   });
 
   it('the REST API answers 401 {reason} without a valid token; health and /metrics stay open', async () => {
-    const base = `http://${standalone.httpAddress}`;
+    const base = `http://${standalone.webAddress}`;
     const bad = await sign({ sub: 'alice', aud: AUDIENCE, exp: now() - 60 });
     badTokens.push(bad);
     for (const headers of [{}, { authorization: `Bearer ${bad}` }, { authorization: 'Basic abc' }, { authorization: 'Bearer ' }] as Array<Record<string, string>>) {
@@ -183,8 +183,8 @@ describe('token authentication on a standalone', () => {
   });
 
   it('a web service URL client sends the token on its REST lookups', async () => {
-    const c = new Pulsar.Client({ serviceUrl: `http://${standalone.httpAddress}`, operationTimeoutSeconds: 20, authentication: new Pulsar.AuthenticationToken({ token: goodToken }) });
-    const anonymous = new Pulsar.Client({ serviceUrl: `http://${standalone.httpAddress}`, operationTimeoutSeconds: 20 });
+    const c = new Pulsar.Client({ serviceUrl: `http://${standalone.webAddress}`, operationTimeoutSeconds: 20, authentication: new Pulsar.AuthenticationToken({ token: goodToken }) });
+    const anonymous = new Pulsar.Client({ serviceUrl: `http://${standalone.webAddress}`, operationTimeoutSeconds: 20 });
     try {
       const producer = await c.createProducer({ topic: unique('auth-web') });
       await producer.close();

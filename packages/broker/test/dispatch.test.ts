@@ -63,7 +63,7 @@ function makeSubscription(partitionIndex = -1, readAheadEntries = 100) {
   const ledger = new FakeLedger();
   const fc = new FakeCursor(ledger);
   const cursor = {
-    durable: true, name: 'sub',
+    durable: true, name: 'sub', properties: {},
     read: (o: { maxEntries: number }) => fc.readEntries(o.maxEntries),
     isAcked: (p: Position) => fc.isAcked(p),
     ackIndividual: async (ps: Position[]) => ps.forEach((p) => fc.acked.add(p.entryId)),

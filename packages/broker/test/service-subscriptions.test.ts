@@ -257,7 +257,9 @@ describe('subscription types over gRPC', () => {
     await c.ack([c.received[9]!], true);
     const target = c.received[4]!.messageId!;
     const id = c.nextRequestId();
-    expect((await c.request({ seek: { messageId: target, requestId: id } }, id)).success).toBeTruthy();
+    // inclusive: from the message itself (the default, pulsar-client's, is the entry after it).
+    const answer = await c.request({ seek: { messageId: target, inclusive: true, requestId: id } }, id);
+    expect(answer.success?.readPosition).toMatchObject({ ledgerId: target.ledgerId, entryId: target.entryId });
     await c.waitFor(16);
     expect(c.payloads().slice(10)).toEqual(['m4', 'm5', 'm6', 'm7', 'm8', 'm9']);
     // By time: everything published at or after t0.

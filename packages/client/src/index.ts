@@ -1,6 +1,7 @@
 import { AuthenticationToken } from './auth.js';
 import { Client } from './client.js';
 import { Consumer } from './consumer/consumer.js';
+import { CryptoKeyReader } from './crypto-key-reader.js';
 import { ClientError, ClientErrorCode } from './errors.js';
 import { LogLevel } from './logger.js';
 import { Message, MessageId } from './message.js';
@@ -18,7 +19,10 @@ export type { ConsumerConfig } from './consumer/consumer.js';
 export type { ReceiveOptions } from './consumer/receiver-queue.js';
 export type {
   SubscriptionType, InitialPosition, ConsumerKeyShareMode, DeadLetterPolicy, ConsumerBatchReceivePolicy, KeySharedPolicy,
+  RegexSubscriptionMode,
 } from './consumer/config.js';
+export { CryptoKeyReader } from './crypto-key-reader.js';
+export type { EncryptionKeyInfo } from './crypto-key-reader.js';
 export { Reader } from './reader.js';
 export type { ReaderConfig } from './reader.js';
 export { Message, MessageId } from './message.js';
@@ -34,5 +38,5 @@ export type { Logger, LogHandler } from './logger.js';
  * The default export has pulsar-client's shape, so that `import Pulsar from '@strata/client'` and
  * `new Pulsar.Client({ serviceUrl })` work unchanged.
  */
-const Pulsar = { Client, Producer, Consumer, Reader, Message, MessageId, LogLevel, ClientError, ClientErrorCode, AuthenticationToken };
+const Pulsar = { Client, Producer, Consumer, Reader, Message, MessageId, LogLevel, ClientError, ClientErrorCode, CryptoKeyReader, AuthenticationToken };
 export default Pulsar;

@@ -87,6 +87,7 @@ export class Reader implements MessageSink, AsyncIterable<Message> {
         properties: {},
         keyShared: undefined,
         maxRedeliverCount: undefined,
+        batchIndexAck: false,
       };
       const tcs = n === 0 ? [new TopicConsumer(ctx, spec, reader, topic, -1)]
         : Array.from({ length: n }, (_, i) => new TopicConsumer(ctx, { ...spec, startMessageId: start.partition === i ? start : undefined }, reader, partitionTopicName(topic, i), i));

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
@@ -143,6 +144,7 @@ export class ServiceHost {
     });
     this.widenReceiveWindows();
     const http = createServer((req, res) => void this.serveHttp(req, res));
+    http.on('clientError', answerAfterGarbage);
     this.httpServer = http;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -257,6 +259,23 @@ export class ServiceHost {
       sendHttpError(res, e);
     }
   }
+}
+
+/**
+ * Some clients send a body on a DELETE or GET without Content-Length (Node's http.request writes it raw),
+ * so the body reads as the start of the next request and fails to parse while the first one is still
+ * being answered. Node's default answers 400 at once and destroys the socket, losing that answer; here
+ * a socket with a request in flight closes after its answer instead (the garbage is dropped unread).
+ */
+function answerAfterGarbage(err: Error & { code?: string }, socket: Duplex): void {
+  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+  if (inFlight && !inFlight.writableEnded) {
+    inFlight.shouldKeepAlive = false;
+    inFlight.once('finish', () => socket.destroy());
+    return;
+  }
+  if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  else socket.destroy();
 }
 
 function text(res: ServerResponse, status: number, body: string): void {

@@ -29,6 +29,8 @@ export interface DispatchEntry {
   /** Key_Shared hash slot of the entry's batch key, 0..KEY_HASH_SLOTS-1. */
   readonly keyHash: number;
   redeliveryCount: number;
+  /** Messages of the batch already acked one by one (batch index acks); the client skips them. */
+  ackedBatchIndexes?: readonly number[];
 }
 
 /** Where a consumer's events go (the gRPC stream, or a test's recorder). */

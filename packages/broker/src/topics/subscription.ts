@@ -36,6 +36,25 @@ export interface SubscriptionOptions {
 const key = positionToString;
 
 /**
+ * Entries whose batch has batch index acks but is not wholly acked yet, kept per subscription. Past
+ * this, the oldest entry's partial acks are forgotten (its batch then comes back whole: at least once).
+ */
+export const MAX_PARTIAL_BATCH_ACKS = 10_000;
+/** How many of them are kept in the cursor's properties, so that they survive a broker restart. */
+export const MAX_PERSISTED_BATCH_ACKS = 1_000;
+/** Largest batch a batch index ack may name (the SDK's batchingMaxMessages limit). */
+const MAX_BATCH_SIZE = 100_000;
+/** The cursor property that holds them: {"ledger:entry": [batchSize, [acked indexes]]}. */
+export const BATCH_ACKS_PROPERTY = 'strata.batchIndexAcks';
+
+/** One message of a batched entry acknowledged on its own (batchIndexAckEnabled). */
+export interface BatchIndexAck {
+  position: Position;
+  index: number;
+  size: number;
+}
+
+/**
  * A subscription: a cursor plus the consumers attached to it and the dispatcher that feeds them.
  *
  * Dispatch is one loop per subscription (never two at once): load positions waiting for redelivery,
@@ -54,6 +73,8 @@ export class Subscription {
   private buffer: DispatchEntry[] = [];
   private readonly redeliver = new Map<string, Position>();
   private readonly redeliveryCounts = new Map<string, number>();
+  /** Batch index acks of entries not wholly acked yet (insertion order: oldest first). */
+  private readonly batchAcks: Map<string, { position: Position; size: number; acked: Set<number> }>;
   /**
    * Entries waiting for a time: nacked ones (`counted`: their return counts as a redelivery) and, on
    * Shared subscriptions, delayed-delivery ones (deliver_at_time in the future).
@@ -90,6 +111,7 @@ export class Subscription {
   ) {
     this.logger = options.logger.child({ component: 'subscription', subscription: name });
     this.rateOut = new RateMeter(options.clock);
+    this.batchAcks = loadBatchAcks(cursor.properties[BATCH_ACKS_PROPERTY]);
   }
 
   get durable(): boolean {
@@ -133,6 +155,45 @@ export class Subscription {
     this.schedule();
   }
 
+  /**
+   * Batch index acks: the messages are remembered per entry (and in the cursor's properties); the entry
+   * is acked as a whole once all its messages are. Redeliveries of the entry name what is acked already.
+   */
+  async ackBatchIndexes(consumer: Consumer, acks: readonly BatchIndexAck[]): Promise<void> {
+    const complete: Position[] = [];
+    for (const a of acks) {
+      if (!Number.isInteger(a.size) || a.size < 1 || a.size > MAX_BATCH_SIZE || !Number.isInteger(a.index) || a.index < 0 || a.index >= a.size) {
+        throw new InvalidRequestError(`bad batch index ack ${a.index} of a batch of ${a.size}`);
+      }
+      if (this.cursor.isAcked(a.position)) continue;
+      const k = key(a.position);
+      let entry = this.batchAcks.get(k);
+      if (!entry) {
+        if (this.batchAcks.size >= MAX_PARTIAL_BATCH_ACKS) this.batchAcks.delete(this.batchAcks.keys().next().value!);
+        entry = { position: a.position, size: a.size, acked: new Set() };
+        this.batchAcks.set(k, entry);
+      }
+      entry.acked.add(a.index);
+      if (entry.acked.size >= entry.size) complete.push(a.position);
+    }
+    if (complete.length > 0) await this.ack(consumer, complete, false);
+    else await this.persistBatchAcks();
+  }
+
+  private async persistBatchAcks(): Promise<void> {
+    if (!this.durable) return;
+    const kept: Record<string, [number, number[]]> = {};
+    let n = 0;
+    for (const [k, e] of this.batchAcks) {
+      if (n++ >= MAX_PERSISTED_BATCH_ACKS) break;
+      kept[k] = [e.size, [...e.acked]];
+    }
+    const value = n === 0 ? undefined : JSON.stringify(kept);
+    if (value === this.cursor.properties[BATCH_ACKS_PROPERTY]) return;
+    const { [BATCH_ACKS_PROPERTY]: _old, ...rest } = this.cursor.properties;
+    await this.cursor.setProperties(value === undefined ? rest : { ...rest, [BATCH_ACKS_PROPERTY]: value });
+  }
+
   async ack(consumer: Consumer, positions: Position[], cumulative: boolean): Promise<void> {
     if (positions.length === 0) return;
     if (cumulative) {
@@ -148,9 +209,11 @@ export class Subscription {
         this.redeliver.delete(k);
         this.nacked.delete(k);
         this.redeliveryCounts.delete(k);
+        this.batchAcks.delete(k);
       }
       await this.cursor.ackIndividual(positions);
     }
+    if (this.batchAcks.size > 0 || this.cursor.properties[BATCH_ACKS_PROPERTY] !== undefined) await this.persistBatchAcks();
     // An ack may unblock a Key_Shared hash.
     this.schedule();
   }
@@ -172,6 +235,7 @@ export class Subscription {
     for (const [k, p] of this.redeliver) if (comparePositions(p, upTo) <= 0) this.redeliver.delete(k);
     for (const [k, n] of this.nacked) if (comparePositions(n.position, upTo) <= 0) this.nacked.delete(k);
     for (const k of this.redeliveryCounts.keys()) if (this.redeliver.has(k) === false && !this.isPendingAnywhere(k)) this.redeliveryCounts.delete(k);
+    for (const [k, e] of this.batchAcks) if (comparePositions(e.position, upTo) <= 0) this.batchAcks.delete(k);
     await this.cursor.ackCumulative(upTo);
   }
 
@@ -349,9 +413,11 @@ export class Subscription {
 
   private toDispatch(e: Entry): DispatchEntry {
     const envelope = decodeEnvelope(e.payload);
+    const acked = this.batchAcks.get(key(e.position))?.acked;
     return {
       position: e.position, envelope, size: e.payload.length,
       keyHash: keyHashOf(envelope.metadata?.batchKey ?? ''), redeliveryCount: this.redeliveryCounts.get(key(e.position)) ?? 0,
+      ...(acked ? { ackedBatchIndexes: [...acked] } : {}),
     };
   }
 
@@ -634,4 +700,19 @@ export class Subscription {
     }, delay);
     this.nackTimer.unref();
   }
+}
+
+/** Batch index acks as the cursor's properties keep them; a value that does not parse is dropped. */
+function loadBatchAcks(stored: string | undefined): Map<string, { position: Position; size: number; acked: Set<number> }> {
+  const out = new Map<string, { position: Position; size: number; acked: Set<number> }>();
+  if (!stored) return out;
+  try {
+    for (const [k, [size, acked]] of Object.entries(JSON.parse(stored) as Record<string, [number, number[]]>)) {
+      const [ledgerId, entryId] = k.split(':').map(Number) as [number, number];
+      if (Number.isInteger(ledgerId) && Number.isInteger(entryId)) out.set(k, { position: { ledgerId, entryId }, size, acked: new Set(acked) });
+    }
+  } catch {
+    // Unreadable: those batches come back whole (at least once).
+  }
+  return out;
 }

@@ -15,7 +15,7 @@ import type { BrokerMetrics } from '../metrics.js';
 import type { NamespacePolicies } from '../resources/namespace-resources.js';
 import type { ConsumerSink } from './consumer.js';
 import { comparePositions, type Cursor, type InitialPosition, type ManagedLedger, type Position } from '../storage/index.js';
-import { Subscription } from './subscription.js';
+import { Subscription, type BatchIndexAck } from './subscription.js';
 
 /** Cursor holding the dedup snapshot; names with this prefix are reserved for the broker. */
 export const RESERVED_SUBSCRIPTION_PREFIX = 'strata.';
@@ -95,6 +95,7 @@ export interface TopicSubscription {
   readonly name: string;
   flow(consumer: Consumer, permits: number): void;
   ack(consumer: Consumer, positions: Position[], cumulative: boolean): Promise<void>;
+  ackBatchIndexes(consumer: Consumer, acks: readonly BatchIndexAck[]): Promise<void>;
   nack(consumer: Consumer, positions: Position[]): void;
   redeliverUnacknowledged(consumer: Consumer, positions: Position[]): void;
   /** `after`: the entry after that position (pulsar-client's seek to a message id). */
@@ -513,6 +514,7 @@ export class PersistentTopic implements Topic {
       name: sub.name,
       flow: (c, n) => sub.flow(c, n),
       ack: (c, p, cumulative) => sub.ack(c, p, cumulative),
+      ackBatchIndexes: (c, acks) => sub.ackBatchIndexes(c, acks),
       nack: (c, p) => sub.nack(c, p),
       redeliverUnacknowledged: (c, p) => sub.redeliverUnacknowledged(c, p),
       removeConsumer: (c) => sub.removeConsumer(c),

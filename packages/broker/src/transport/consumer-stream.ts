@@ -28,6 +28,9 @@ const DELIVERY_MAX_BYTES = 1024 * 1024;
 const SUBSCRIPTION_NAME = /^[^/\u0000-\u001f\u007f]+$/;
 
 /** A message id naming a stored entry; INVALID_ARGUMENT when it cannot be one. */
+/** Shared by every delivered entry without batch index acks (encoding only reads it). */
+const NO_INDEXES: number[] = [];
+
 export function toPosition(id: MessageId__Output | null | undefined): Position {
   if (!id) throw new InvalidRequestError('missing message id');
   const { ledgerId, entryId } = id;
@@ -137,7 +140,7 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
               delivery: {
                 entries: chunk.map((e) => ({
                   messageId: { ledgerId: e.position.ledgerId, entryId: e.position.entryId, batchIndex: -1, partition: t.name.partitionIndex },
-                  redeliveryCount: e.redeliveryCount, envelope: e.envelope,
+                  redeliveryCount: e.redeliveryCount, envelope: e.envelope, ackedBatchIndexes: e.ackedBatchIndexes ? [...e.ackedBatchIndexes] : NO_INDEXES,
                 })),
               },
             });
@@ -185,7 +188,15 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
         const requestId = cmd.ack?.requestId ?? 0;
         try {
           const { sub: s, consumer: c } = need();
-          await s.ack(c, ids(cmd.ack?.messageIds), cmd.ack?.cumulative ?? false);
+          const cumulative = cmd.ack?.cumulative ?? false;
+          const all = cmd.ack?.messageIds ?? [];
+          // A message of a batch acked on its own (batchIndexAckEnabled) names its index and batch size.
+          const single = (id: MessageId__Output) => !cumulative && id.batchIndex >= 0 && id.batchSize > 1;
+          const batchIndexAcks = all.filter(single);
+          await s.ack(c, ids(batchIndexAcks.length > 0 ? all.filter((id) => !single(id)) : all), cumulative);
+          if (batchIndexAcks.length > 0) {
+            await s.ackBatchIndexes(c, ids(batchIndexAcks).map((position, i) => ({ position, index: batchIndexAcks[i]!.batchIndex, size: batchIndexAcks[i]!.batchSize })));
+          }
           if (requestId) write({ success: { requestId } });
         } catch (err) {
           fail(requestId, err);

@@ -1,5 +1,5 @@
-// Invariants: the broker hears of whole entries only, never of single messages of a batch: a batched
-// entry is acknowledged once all its messages are (`#entries`), since the broker tracks entries. An
+// Invariants: a batched entry is acknowledged once all its messages are (`#entries`); the broker hears
+// of single messages of a batch only with batchIndexAckEnabled (it then keeps them per entry). An
 // acknowledgement stays queued until the broker confirmed it, across reconnects (acks are idempotent, so
 // sending one twice is harmless, while losing one would redeliver a message the application handled).
 import { ClientError, ClientErrorCode, fromGrpcError } from '../errors.js';
@@ -12,6 +12,8 @@ export interface WireEntryId {
   entryId: number;
   batchIndex: number;
   partition: number;
+  /** With batchIndex >= 0 (a batch index ack): the messages in the batch. */
+  batchSize?: number;
 }
 
 /** The topic consumer's stream, as far as acknowledgements need it. */
@@ -52,24 +54,42 @@ export class AckTracker {
   #queue: PendingAck[] = [];
   #flushScheduled = false;
 
-  constructor(partition: number, channel: AckChannel, log: Logger) {
+  readonly #batchIndexAck: boolean;
+
+  constructor(partition: number, channel: AckChannel, log: Logger, batchIndexAck = false) {
     this.#partition = partition;
     this.#channel = channel;
     this.#log = log;
+    this.#batchIndexAck = batchIndexAck;
   }
 
-  /** A batched entry of `total` messages was delivered: its acks are counted (across redeliveries too). */
-  delivered(entry: MessageId, total: number): void {
-    if (total > 1 && !this.#entries.has(entryKey(entry))) this.#entries.set(entryKey(entry), { total, acked: new Set() });
+  /**
+   * A batched entry of `total` messages was delivered: its acks are counted (across redeliveries too);
+   * `ackedBefore` are those the broker already holds batch index acks for (they were not delivered).
+   */
+  delivered(entry: MessageId, total: number, ackedBefore?: ReadonlySet<number>): void {
+    if (total <= 1) return;
+    let tracked = this.#entries.get(entryKey(entry));
+    if (!tracked) {
+      tracked = { total, acked: new Set() };
+      this.#entries.set(entryKey(entry), tracked);
+    }
+    for (const i of ackedBefore ?? []) tracked.acked.add(i);
   }
 
-  /** Individual acknowledgement; resolves once the broker confirmed the entry's ack (or locally for a partial batch). */
+  /**
+   * Individual acknowledgement; resolves once the broker confirmed the entry's ack, or for a message of a
+   * batch not wholly acked yet: locally, or with batchIndexAckEnabled once the broker has its batch index ack.
+   */
   acknowledge(id: MessageId): Promise<void> {
     const key = entryKey(id);
     const tracked = this.#entries.get(key);
     if (tracked && id.batchIndex >= 0) {
       tracked.acked.add(id.batchIndex);
-      if (tracked.acked.size < tracked.total) return Promise.resolve();
+      if (tracked.acked.size < tracked.total) {
+        if (!this.#batchIndexAck) return Promise.resolve();
+        return this.#enqueue({ ledgerId: id.ledgerId, entryId: id.entryId, batchIndex: id.batchIndex, partition: this.#partition, batchSize: tracked.total }, false);
+      }
     }
     this.#entries.delete(key);
     return this.#enqueue({ ledgerId: id.ledgerId, entryId: id.entryId, batchIndex: -1, partition: this.#partition }, false);

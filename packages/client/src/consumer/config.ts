@@ -46,6 +46,11 @@ export interface ConsumerOptions<TConsumer> {
   topic?: string;
   topics?: string[];
   topicsPattern?: string;
+  /**
+   * Acknowledge messages of a batch one by one on the broker too, so that after a reconnect or restart
+   * only the unacknowledged ones of a batch come back. Default false: a batch is acked when all of it is.
+   */
+  batchIndexAckEnabled?: boolean;
   /** Which topics topicsPattern matches. Default: the pattern's own domain (persistent without one). */
   regexSubscriptionMode?: RegexSubscriptionMode;
   subscription: string;
@@ -70,7 +75,7 @@ export interface ConsumerOptions<TConsumer> {
 const SUPPORTED_CONSUMER_OPTIONS = new Set([
   'topic', 'topics', 'topicsPattern', 'subscription', 'subscriptionType', 'subscriptionInitialPosition', 'ackTimeoutMs',
   'nAckRedeliverTimeoutMs', 'receiverQueueSize', 'consumerName', 'properties', 'listener', 'deadLetterPolicy',
-  'batchReceivePolicy', 'keySharedPolicy', 'patternAutoDiscoveryPeriodMs', 'regexSubscriptionMode',
+  'batchReceivePolicy', 'keySharedPolicy', 'patternAutoDiscoveryPeriodMs', 'regexSubscriptionMode', 'batchIndexAckEnabled',
 ]);
 const KNOWN_UNSUPPORTED: Record<string, string> = {
   receiverQueueSizeAcrossPartitions: 'the receiver queue is per partition (receiverQueueSize)',
@@ -81,7 +86,6 @@ const KNOWN_UNSUPPORTED: Record<string, string> = {
   maxPendingChunkedMessage: 'Strata does not chunk messages yet',
   autoAckOldestChunkedMessageOnQueueFull: 'Strata does not chunk messages yet',
   schema: 'Strata has no schema registry yet',
-  batchIndexAckEnabled: 'acknowledgements of batched messages are tracked by the client, per entry',
   replicateSubscriptionState: 'Strata does not replicate subscriptions yet',
 };
 
@@ -96,6 +100,7 @@ export interface CompiledConsumerConfig<TConsumer> {
   initialPosition: 'LATEST' | 'EARLIEST';
   ackTimeoutMs: number;
   nAckRedeliverTimeoutMs: number;
+  batchIndexAck: boolean;
   receiverQueueSize: number;
   consumerName: string;
   properties: Record<string, string>;
@@ -178,6 +183,7 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
   }
   if (ksMode === 'Sticky' && ranges.length === 0) throw configError("keyShareMode 'Sticky' needs stickyRanges");
   if (config.listener !== undefined && typeof config.listener !== 'function') throw configError('listener must be a function');
+  if (config.batchIndexAckEnabled !== undefined && typeof config.batchIndexAckEnabled !== 'boolean') throw configError('batchIndexAckEnabled must be a boolean');
   if (typeof c.nAckRedeliverTimeoutMs === 'number' && c.nAckRedeliverTimeoutMs < 0) throw configError('NAck timeout should be greater than or equal to zero');
   const nAckTimeout = int(c.nAckRedeliverTimeoutMs, 'nAckRedeliverTimeoutMs', 60_000, 0, 24 * 3600_000);
   const batchPolicy = config.batchReceivePolicy;
@@ -195,6 +201,7 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
     initialPosition: pick(c.subscriptionInitialPosition, 'subscriptionInitialPosition', ['Latest', 'Earliest'] as const, 'Latest') === 'Earliest' ? 'EARLIEST' : 'LATEST',
     ackTimeoutMs,
     nAckRedeliverTimeoutMs: nAckTimeout,
+    batchIndexAck: config.batchIndexAckEnabled === true,
     receiverQueueSize: int(c.receiverQueueSize, 'receiverQueueSize', 1000, 1, CONSUMER_LIMITS.receiverQueueSize),
     consumerName: typeof config.consumerName === 'string' ? config.consumerName : '',
     properties: checkStringMap(c.properties, 'properties'),

@@ -30,6 +30,8 @@ export interface SubscriptionSpec {
   properties: Record<string, string>;
   keyShared: CompiledConsumerConfig<unknown>['keyShared'];
   maxRedeliverCount: number | undefined;
+  /** Send acks of single messages of a batch to the broker (batchIndexAckEnabled). */
+  batchIndexAck: boolean;
 }
 
 /** What a TopicConsumer hands its owner (Consumer or Reader). */
@@ -93,7 +95,7 @@ export class TopicConsumer {
       isClosed: () => this.isClosed,
       startRequest: () => this.#requests.start(),
       writeAck: (ack) => this.#call!.write({ ack }),
-    }, this.#log);
+    }, this.#log, spec.batchIndexAck);
   }
 
   isConnected(): boolean {
@@ -219,6 +221,7 @@ export class TopicConsumer {
       return;
     }
     const n = singles.length;
+    const acked = entry.ackedBatchIndexes.length > 0 ? new Set(entry.ackedBatchIndexes) : undefined;
     const messages = singles.map((s, i) => new Message({
       topicName: this.topic,
       data: Buffer.from(s.payload),
@@ -235,10 +238,12 @@ export class TopicConsumer {
       size: s.payload.length,
     }));
     // A reader that resumed inside a batch skips what the application already has.
+    // And a batch with batch index acks comes without the messages acked already.
     const taken = this.#lastTaken;
-    const fresh = !this.#spec.durable && taken && taken.ledgerId === entryId.ledgerId && taken.entryId === entryId.entryId
+    const resumed = !this.#spec.durable && taken && taken.ledgerId === entryId.ledgerId && taken.entryId === entryId.entryId
       ? messages.filter((m) => m.getMessageId().batchIndex > taken.batchIndex)
       : messages;
+    const fresh = acked ? resumed.filter((m) => !acked.has(m.getMessageId().batchIndex)) : resumed;
     if (fresh.length === 0) {
       this.consumed();
       return;
@@ -247,7 +252,7 @@ export class TopicConsumer {
       this.#sink.deadLetter(this, messages, entryId);
       return;
     }
-    this.#acks.delivered(entryId, n);
+    this.#acks.delivered(entryId, n, acked);
     const record: DeliveryRecord = { tc: this, remaining: fresh.length };
     for (const m of fresh) deliveries.set(m, record);
     this.#sink.deliver(this, fresh);

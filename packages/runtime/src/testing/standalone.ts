@@ -13,9 +13,11 @@ export class StandaloneProcess {
   private proc: ChildProcessHandle | undefined;
 
   private constructor(
-    private readonly args: string[], private readonly dir: { path: string; remove(): Promise<void> }, readonly address: string,
-    /** The broker's HTTP address (admin REST, /metrics, health). */
-    readonly httpAddress: string,
+    private readonly args: string[],
+    private readonly dir: { path: string; remove(): Promise<void> },
+    readonly address: string,
+    /** host:port of the broker's HTTP port (admin REST, lookups, metrics). */
+    readonly webAddress: string,
   ) {}
 
   /** `args`: more `strata standalone` flags (e.g. the authentication ones). */
@@ -46,6 +48,11 @@ export class StandaloneProcess {
     return this.proc?.recentOutput ?? '';
   }
 
+  /** The broker's web service URL (`http://host:port`): Pulsar's admin REST API and HTTP lookups. */
+  get webServiceUrl(): string {
+    return `http://${this.webAddress}`;
+  }
+
   get pid(): number | undefined {
     return this.proc?.pid;
   }
@@ -66,6 +73,11 @@ export class StandaloneProcess {
   /** kill -9 */
   async kill(): Promise<void> {
     await this.proc?.kill();
+  }
+
+  /** SIGTERM (a graceful shutdown), keeping the data: restart() starts it again. */
+  async terminate(): Promise<void> {
+    await this.proc?.stop();
   }
 
   /** SIGTERM, then removes the temp dir. */
