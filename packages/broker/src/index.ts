@@ -1,4 +1,8 @@
 export { brokerConfigSpec, startBroker, type BrokerConfig, type BrokerDeps, type RunningBroker } from './main.js';
+export {
+  algorithmsFor, authenticationConfigSpec, createAuthenticationGate, createTokenVerifier, parsePublicKey, parseSecretKey, readKeyBytes, tokenGate,
+  type AuthenticationConfig, type TokenVerifier, type TokenVerifierOptions, type VerifiedToken,
+} from './security/authentication.js';
 export { orphanLedgerConfigSpec, orphanSweeperDuty, sweepOrphanLedgers } from './storage/orphan-ledgers.js';
 export { BrokerService, type BrokerServiceOptions } from './topics/broker-service.js';
 export {

@@ -17,6 +17,7 @@ import { BrokerMetrics } from './metrics.js';
 import { PublishLimiter } from './transport/producer-stream.js';
 import { NamespaceResources, type NamespacePolicies } from './resources/namespace-resources.js';
 import { createManagedLedgerFactory } from './storage/factory.js';
+import { authenticationConfigSpec, createAuthenticationGate } from './security/authentication.js';
 
 const MiB = 1024 * 1024;
 
@@ -56,6 +57,7 @@ export const brokerConfigSpec = {
   acquireWaitMs: field.int(2_000, 'a lookup of a bundle nobody owns yet waits this long for its acquisition before answering "retry"', { min: 0 }),
   unloadTimeoutMs: field.int(10_000, 'a graceful bundle unload (close its topics) may take this long before the bundle is released anyway', { min: 100 }),
   logLevel: field.oneOf(LOG_LEVELS, 'info', 'log level'),
+  ...authenticationConfigSpec,
 };
 
 export type BrokerConfig = ConfigValues<typeof brokerConfigSpec>;
@@ -68,7 +70,7 @@ export interface BrokerDeps {
   ledgerClient?: LedgerClient;
   clock?: Clock;
   random?: Random;
-  /** Authentication and authorization of every call (decision 0087); default: open. */
+  /** Authentication and authorization of every call (decision 0087); default: built from the config (decision 0090). */
   gate?: CallGate;
 }
 
@@ -98,9 +100,10 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
   }
   if (!deps.metadata && !config.metadataUrl) throw new Error('metadataUrl is required (etcd://host:port or embedded:///abs/dir)');
   const lifecycle = new Lifecycle(logger);
+  const gate = deps.gate ?? await createAuthenticationGate(config, { logger, clock });
   const host = new ServiceHost({
     role: 'broker', grpcHost: config.grpcHost, grpcPort: config.grpcPort, httpHost: config.httpHost, httpPort: config.httpPort,
-    maxMessageBytes: config.maxMessageBytes + MiB, logger, gate: deps.gate,
+    maxMessageBytes: config.maxMessageBytes + MiB, logger, gate,
   });
   let metadata = deps.metadata;
   let ledgerClient = deps.ledgerClient;

@@ -14,8 +14,8 @@ const TOP_LEVEL: Record<string, Room> = {
   'main.ts': 'root', 'index.ts': 'root',
   'errors.ts': 'shared', 'names.ts': 'shared', 'metrics.ts': 'shared', 'grpc-unary.ts': 'shared',
 };
-type Room = 'root' | 'testing' | 'admin' | 'transport' | 'topics' | 'resources' | 'ownership' | 'storage' | 'shared' | 'generated';
-const ROOMS = new Set<string>(['testing', 'admin', 'transport', 'topics', 'resources', 'ownership', 'storage', 'generated']);
+type Room = 'root' | 'testing' | 'admin' | 'transport' | 'topics' | 'resources' | 'ownership' | 'storage' | 'security' | 'shared' | 'generated';
+const ROOMS = new Set<string>(['testing', 'admin', 'transport', 'topics', 'resources', 'ownership', 'storage', 'security', 'generated']);
 
 /**
  * The allowed direction (besides imports inside a room): transport and admin sit on topics; topics on
@@ -31,6 +31,8 @@ const ALLOWED: Record<Room, readonly Room[] | 'any'> = {
   resources: ['ownership', 'shared', 'generated'],
   ownership: ['shared', 'generated'],
   storage: [],
+  // The call gate's providers (decision 0090): only the root builds the gate from them.
+  security: [],
   shared: ['shared', 'generated'],
   generated: ['generated'],
 };

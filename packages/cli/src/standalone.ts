@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
+import { authenticationConfigSpec, type AuthenticationConfig } from '@strata/broker';
 import { createMetadataStore } from '@strata/coordinator';
 import { ErrorCode, field, loadConfig, LOG_LEVELS, StrataError, type CallGate, type ConfigValues, type Logger } from '@strata/runtime';
 import { roles, type RunningRole } from './roles.js';
@@ -21,8 +22,11 @@ export const standaloneConfigSpec = {
   coordinatorPort: field.int(6660, 'coordinator gRPC port', { min: 0, max: 65535 }),
   coordinatorHttpPort: field.int(8090, 'coordinator HTTP port', { min: 0, max: 65535 }),
   logLevel: field.oneOf(LOG_LEVELS, 'warn', 'log level (default warn: only problems; info shows what each role does)'),
+  // The broker's authentication flags, passed to it as they are (decision 0090); bookies and the coordinator keep their gate.
+  ...authenticationConfigSpec,
 };
-export type StandaloneConfig = ConfigValues<typeof standaloneConfigSpec>;
+/** The authentication fields may be left out by a caller in code (they then take the broker's defaults). */
+export type StandaloneConfig = Omit<ConfigValues<typeof standaloneConfigSpec>, keyof AuthenticationConfig> & Partial<AuthenticationConfig>;
 
 export interface RunningStandalone extends RunningRole {
   readonly serviceUrl: string;
@@ -35,9 +39,21 @@ function role(name: string) {
 }
 
 /** Builds a role's config through its own spec, so standalone validates exactly as the role would. */
-function roleConfig(name: string, flags: Record<string, string | number>): Record<string, unknown> {
-  const argv = Object.entries(flags).flatMap(([k, v]) => [`--${k}`, String(v)]);
+function roleConfig(name: string, flags: Record<string, string | number | boolean | string[]>): Record<string, unknown> {
+  const argv = Object.entries(flags).flatMap(([k, v]) =>
+    typeof v === 'boolean' ? [v ? `--${k}` : `--no-${k}`] : [`--${k}`, Array.isArray(v) ? v.join(',') : String(v)]);
   return loadConfig(role(name).spec, { argv, env: {} });
+}
+
+/** The standalone's authentication settings as the broker's flags (same names). */
+function authenticationFlags(config: StandaloneConfig): Record<string, string | boolean | string[] | number> {
+  const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const out: Record<string, string | boolean | string[] | number> = {};
+  for (const name of Object.keys(authenticationConfigSpec) as Array<keyof AuthenticationConfig>) {
+    const value = config[name];
+    if (value !== undefined) out[kebab(name)] = value;
+  }
+  return out;
 }
 
 /** Which standalone flag sets the port a role's gRPC or HTTP server binds. */
@@ -77,7 +93,7 @@ const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', 'localhost', '
  * What standalone prints once ready, framed so that it stands out from any log lines before it. When
  * the client commands' default URL would not reach this broker, the hints carry `--service-url`.
  */
-export function standaloneBanner(config: Pick<StandaloneConfig, 'host' | 'logLevel'>, running: Pick<RunningStandalone, 'serviceUrl' | 'grpcPort' | 'httpPort'>): string {
+export function standaloneBanner(config: Pick<StandaloneConfig, 'host' | 'logLevel' | 'authenticationEnabled'>, running: Pick<RunningStandalone, 'serviceUrl' | 'grpcPort' | 'httpPort'>): string {
   const nonDefault = running.grpcPort !== DEFAULT_BROKER_PORT || !LOOPBACK_HOSTS.has(config.host);
   const url = nonDefault ? ` --service-url ${running.serviceUrl}` : '';
   const rule = '='.repeat(78);
@@ -89,6 +105,7 @@ export function standaloneBanner(config: Pick<StandaloneConfig, 'host' | 'logLev
     `                npx strata consume my-topic -s sub -p Earliest -n 0${url}`,
   ];
   if (nonDefault) lines.push(`   or:          export STRATA_SERVICE_URL=${running.serviceUrl}   (then leave out --service-url)`);
+  if (config.authenticationEnabled) lines.push('   auth:        token authentication is on: client commands need --token <jwt> (see strata tokens)');
   if (config.logLevel === 'warn') lines.push('   logs:        warnings and errors only; --log-level info shows more');
   lines.push('   stop:        Ctrl-C', rule, '');
   return `${lines.join('\n')}\n`;
@@ -139,6 +156,7 @@ export async function startStandalone(config: StandaloneConfig, logger: Logger, 
         'http-host': config.host,
         'http-port': config.brokerHttpPort,
         'advertised-address': `${config.host}:${config.brokerPort}`,
+        ...authenticationFlags(config),
       }),
       { logger: logger.child({ role: 'broker' }), metadata, gate: deps.gate },
     );

@@ -1,4 +1,5 @@
-import { ConnectionPool } from './connection.js';
+import { AuthenticationToken, TokenSource, type Authentication } from './auth.js';
+import { CONNECT_WAIT_MS, ConnectionPool } from './connection.js';
 import type { ClientContext } from './context.js';
 import { Consumer, type ConsumerConfig } from './consumer/consumer.js';
 import { ClientErrorCode, configError, fromGrpcError, operationError, unsupportedOption } from './errors.js';
@@ -29,6 +30,8 @@ export interface ClientConfig {
    * swallows packets) does not stall the failover (decision 0067).
    */
   connectionTimeoutMs?: number;
+  /** pulsar-client's `authentication`: `new AuthenticationToken({ token })` (a JWT, or a function returning one). */
+  authentication?: Authentication;
   /** Strata extension: a pino-compatible logger (the SDK is silent without one of log/logger). */
   logger?: Logger;
   /** Strata extension: reconnection backoff bounds (ms). Defaults 100 and 2000 (decision 0043). */
@@ -40,11 +43,10 @@ export interface ClientConfig {
 }
 
 const SUPPORTED = new Set([
-  'serviceUrl', 'operationTimeoutSeconds', 'log', 'logLevel', 'connectionTimeoutMs', 'logger',
+  'serviceUrl', 'operationTimeoutSeconds', 'log', 'logLevel', 'connectionTimeoutMs', 'logger', 'authentication',
   'initialBackoffIntervalMs', 'maxBackoffIntervalMs', 'clock', 'random',
 ]);
 const KNOWN_UNSUPPORTED: Record<string, string> = {
-  authentication: 'Strata has no authentication yet',
   serviceUrlProvider: 'Strata has no automatic cluster failover yet',
   tlsTrustCertsFilePath: 'Strata has no TLS yet',
   tlsCertificateFilePath: 'Strata has no TLS yet',
@@ -109,8 +111,14 @@ export class Client {
       ? loggerFromHandler(config.log, config.logLevel ?? LogLevel.INFO)
       : loggerFromHandler(() => defaultLogHandler, config.logLevel ?? LogLevel.INFO, {}, true));
     const root = logger.child({ component: 'client' });
+    let token: TokenSource | undefined;
+    if (config.authentication !== undefined) {
+      const supplier = AuthenticationToken.supplierOf(config.authentication);
+      if (!supplier) throw configError('authentication must be an AuthenticationToken (Strata supports token authentication only yet)');
+      token = new TokenSource(supplier);
+    }
     this.#ctx = {
-      pool: new ConnectionPool(webBases ? new WebLookup(webBases, opSeconds * 1000) : brokerHosts, opSeconds * 1000, root, connectionTimeoutMs),
+      pool: new ConnectionPool(webBases ? new WebLookup(webBases, opSeconds * 1000, token) : brokerHosts, opSeconds * 1000, root, connectionTimeoutMs, CONNECT_WAIT_MS, token),
       logger,
       clock: config.clock ?? systemClock,
       random: config.random ?? Math.random,

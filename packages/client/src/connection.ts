@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { TokenSource } from './auth.js';
 import { ClientError, ClientErrorCode, fromGrpcError } from './errors.js';
 import type { Logger } from './logger.js';
 import { createBrokerClients, type AdminClient, type BrokerClient } from './protocol.js';
@@ -45,6 +46,8 @@ export class ConnectionPool {
     private readonly logger: Logger,
     private readonly connectionTimeoutMs = 10_000,
     private readonly connectWaitMs = CONNECT_WAIT_MS,
+    /** The `authentication` of the client: every connection's calls carry its token. */
+    private readonly token?: TokenSource,
   ) {
     this.#web = service instanceof WebLookup ? service : undefined;
     this.#serviceAddresses = service instanceof WebLookup ? [] : service;
@@ -100,7 +103,7 @@ export class ConnectionPool {
     const target = brokerAddress(address);
     let conn = this.#connections.get(target);
     if (!conn) {
-      conn = { address: target, ...createBrokerClients(target) };
+      conn = { address: target, ...createBrokerClients(target, this.token) };
       this.#connections.set(target, conn);
       this.logger.debug({ broker: target }, 'opened broker channel');
     }

@@ -29,6 +29,9 @@ export const ClientErrorCode = {
   PRODUCER_QUEUE_FULL: 'PRODUCER_QUEUE_FULL',
   ABORTED: 'ABORTED',
   CUMULATIVE_ACK_NOT_ALLOWED: 'CUMULATIVE_ACK_NOT_ALLOWED',
+  // The broker's UNAUTHENTICATED / PERMISSION_DENIED, by pulsar-client's names (not retriable).
+  AUTHENTICATION: 'AUTHENTICATION',
+  AUTHORIZATION: 'AUTHORIZATION',
 } as const;
 export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
 
@@ -68,7 +71,19 @@ const RESULT_BY_CODE: Record<string, string> = {
   FENCED: 'ResultProducerFenced',
   ABORTED: 'Interrupted',
   CUMULATIVE_ACK_NOT_ALLOWED: 'CumulativeAcknowledgementNotAllowedError',
+  AUTHENTICATION: 'AuthenticationError',
+  AUTHORIZATION: 'AuthorizationError',
 };
+
+/** Server codes the SDK names as pulsar-client does. */
+const CLIENT_CODE_OF_SERVER_CODE: Record<string, string> = {
+  UNAUTHENTICATED: 'AUTHENTICATION',
+  PERMISSION_DENIED: 'AUTHORIZATION',
+};
+
+function clientCode(serverCode: string): string {
+  return CLIENT_CODE_OF_SERVER_CODE[serverCode] ?? serverCode;
+}
 
 /** pulsar-client's result name for a code ("UnknownError" when there is no closer one). */
 export function resultName(code: string): string {
@@ -127,7 +142,7 @@ export function fromGrpcError(err: unknown): ClientError {
   if (err instanceof ClientError) return err;
   const e = err as Partial<grpc.ServiceError>;
   const sent = e.metadata?.get(ERROR_CODE_METADATA_KEY)?.[0];
-  if (typeof sent === 'string' && sent) return new ClientError(sent, e.details || e.message || sent, { cause: err });
+  if (typeof sent === 'string' && sent) return new ClientError(clientCode(sent), e.details || e.message || sent, { cause: err });
   switch (e.code) {
     case grpc.status.UNAVAILABLE:
     case grpc.status.CANCELLED:
@@ -141,6 +156,10 @@ export function fromGrpcError(err: unknown): ClientError {
       return new ClientError(ClientErrorCode.UNSUPPORTED, e.details || 'not implemented by the broker', { cause: err });
     case grpc.status.NOT_FOUND:
       return new ClientError(ClientErrorCode.NOT_FOUND, e.details || 'not found', { cause: err });
+    case grpc.status.UNAUTHENTICATED:
+      return new ClientError(ClientErrorCode.AUTHENTICATION, e.details || 'authentication failed', { cause: err });
+    case grpc.status.PERMISSION_DENIED:
+      return new ClientError(ClientErrorCode.AUTHORIZATION, e.details || 'permission denied', { cause: err });
     default:
       return new ClientError(ClientErrorCode.INTERNAL, e.details || e.message || 'unknown gRPC error', { cause: err });
   }
@@ -148,7 +167,7 @@ export function fromGrpcError(err: unknown): ClientError {
 
 /** The error of a stream item (`error_code` + `message` of SendError or RequestError). */
 export function fromStreamError(item: { errorCode: string; message: string }): ClientError {
-  return new ClientError(item.errorCode || ClientErrorCode.INTERNAL, item.message || item.errorCode);
+  return new ClientError(clientCode(item.errorCode || ClientErrorCode.INTERNAL), item.message || item.errorCode);
 }
 
 export function abortError(signal: AbortSignal | undefined, operation: string): ClientError {

@@ -1,3 +1,4 @@
+import { AuthenticationToken } from './auth.js';
 import { Client } from './client.js';
 import { Consumer } from './consumer/consumer.js';
 import { CryptoKeyReader } from './crypto-key-reader.js';
@@ -8,6 +9,8 @@ import { Producer } from './producer.js';
 import { Reader } from './reader.js';
 
 export { Client } from './client.js';
+export { AuthenticationToken } from './auth.js';
+export type { Authentication, TokenSupplier } from './auth.js';
 export type { ClientConfig } from './client.js';
 export { Producer } from './producer.js';
 export type { ProducerConfig, SendOptions, MessageRoutingMode, ProducerAccessMode, MessageRouter, TopicMetadata } from './producer.js';
@@ -35,5 +38,5 @@ export type { Logger, LogHandler } from './logger.js';
  * The default export has pulsar-client's shape, so that `import Pulsar from '@strata/client'` and
  * `new Pulsar.Client({ serviceUrl })` work unchanged.
  */
-const Pulsar = { Client, Producer, Consumer, Reader, Message, MessageId, LogLevel, ClientError, ClientErrorCode, CryptoKeyReader };
+const Pulsar = { Client, Producer, Consumer, Reader, Message, MessageId, LogLevel, ClientError, ClientErrorCode, CryptoKeyReader, AuthenticationToken };
 export default Pulsar;

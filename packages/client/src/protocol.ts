@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { authenticationInterceptor, type TokenSource } from './auth.js';
 import { protoDescriptor } from './generated/descriptor.js';
 import type { ProtoGrpcType as BrokerGrpc } from './generated/broker.js';
 import type { ProtoGrpcType as AdminGrpc } from './generated/admin.js';
@@ -63,11 +64,15 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc-node.flow_control_window': 1024 * 1024,
 };
 
-/** One channel to one broker, carrying both services. */
-export function createBrokerClients(address: string): { broker: BrokerClient; admin: AdminClient } {
+/**
+ * One channel to one broker, carrying both services. With a token source, every call on it carries
+ * `authorization: Bearer <token>` (one interceptor for the connection, sharing its token).
+ */
+export function createBrokerClients(address: string, token?: TokenSource): { broker: BrokerClient; admin: AdminClient } {
   const p = load();
-  const broker = new p.grpcBroker.Broker(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-  const admin = new p.grpcAdmin.Admin(address, grpc.credentials.createInsecure(), { channelOverride: broker.getChannel() });
+  const interceptors = token ? { interceptors: [authenticationInterceptor(token)] } : {};
+  const broker = new p.grpcBroker.Broker(address, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...interceptors });
+  const admin = new p.grpcAdmin.Admin(address, grpc.credentials.createInsecure(), { channelOverride: broker.getChannel(), ...interceptors });
   return { broker, admin };
 }
 

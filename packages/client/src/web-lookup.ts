@@ -1,3 +1,4 @@
+import type { TokenSource } from './auth.js';
 import { ClientError, ClientErrorCode } from './errors.js';
 import { brokerAddress } from './topic.js';
 
@@ -11,10 +12,24 @@ import { brokerAddress } from './topic.js';
 export class WebLookup {
   #index = 0;
 
+  /** The token sent with the last request, dropped after a 401. */
+  #token: Promise<string> | undefined;
+
   constructor(
     private readonly bases: readonly string[],
     private readonly timeoutMs: number,
+    private readonly tokens?: TokenSource,
   ) {}
+
+  async #headers(): Promise<Record<string, string>> {
+    if (!this.tokens) return { accept: 'application/json' };
+    const pending = (this.#token = this.tokens.current());
+    try {
+      return { accept: 'application/json', authorization: `Bearer ${await pending}` };
+    } catch (err) {
+      throw new ClientError(ClientErrorCode.AUTHENTICATION, `the token supplier failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
 
   /** The client address (`host:port`) of the broker that owns `topic` (a full name). */
   async lookup(topic: string): Promise<string> {
@@ -46,7 +61,7 @@ export class WebLookup {
       const base = this.bases[this.#index % this.bases.length]!;
       let res: Response;
       try {
-        res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(this.timeoutMs), headers: { accept: 'application/json' } });
+        res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(this.timeoutMs), headers: await this.#headers() });
       } catch (err) {
         const timedOut = (err as Error).name === 'TimeoutError';
         lastError = new ClientError(timedOut ? ClientErrorCode.TIMEOUT : ClientErrorCode.UNAVAILABLE, `web service ${base}: ${timedOut ? 'no answer in time' : (err as Error).message}`, { cause: err });
@@ -54,6 +69,7 @@ export class WebLookup {
         continue;
       }
       if (res.ok) return (await res.json()) as T;
+      if (res.status === 401 && this.#token) this.tokens?.refused(this.#token);
       const reason = await reasonOf(res);
       const error = new ClientError(codeOfStatus(res.status), `${what}: HTTP ${res.status}${reason ? ` ${reason}` : ''}`);
       if (res.status < 500) throw error;
@@ -72,6 +88,8 @@ function topicPath(topic: string): string {
 
 function codeOfStatus(status: number): ClientErrorCode {
   if (status === 404) return ClientErrorCode.NOT_FOUND;
+  if (status === 401) return ClientErrorCode.AUTHENTICATION;
+  if (status === 403) return ClientErrorCode.AUTHORIZATION;
   if (status === 400 || status === 412) return ClientErrorCode.INVALID_ARGUMENT;
   if (status === 429) return ClientErrorCode.TOO_MANY_REQUESTS;
   if (status === 503) return ClientErrorCode.SERVICE_NOT_READY;

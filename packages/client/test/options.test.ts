@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import Pulsar, { Client, ClientError, MessageId } from '../src/index.js';
+import Pulsar, { AuthenticationToken, Client, ClientError, MessageId } from '../src/index.js';
 import { compileConsumerConfig } from '../src/consumer/config.js';
 import type { ConsumerConfig } from '../src/consumer/consumer.js';
 import { compileProducerConfig, type ProducerConfig } from '../src/producer.js';
@@ -10,6 +10,15 @@ describe('default export', () => {
     expect(Pulsar.MessageId).toBe(MessageId);
     expect(Pulsar.LogLevel).toEqual({ DEBUG: 0, INFO: 1, WARN: 2, ERROR: 3 });
     expect(typeof Pulsar.Client.setLogHandler).toBe('function');
+    expect(Pulsar.AuthenticationToken).toBe(AuthenticationToken);
+  });
+
+  it('AuthenticationToken takes a string or a supplier, and the Client accepts it', async () => {
+    await new Client({ serviceUrl: 'pulsar://x:1', authentication: new Pulsar.AuthenticationToken({ token: 'jwt' }) }).close();
+    await new Client({ serviceUrl: 'http://x:1', authentication: new Pulsar.AuthenticationToken({ token: async () => 'jwt' }) }).close();
+    for (const bad of [undefined, null, {}, { token: 5 }]) {
+      expect(() => new Pulsar.AuthenticationToken(bad as never)).toThrow(expect.objectContaining({ code: 'INVALID_CONFIGURATION' }));
+    }
   });
 });
 
@@ -27,7 +36,7 @@ describe('Client options', () => {
     [{ serviceUrl: 'http://x:y' }, /Invalid host\[:port\]/],
     [{ serviceUrl: 'pulsar+ssl://x:6651' }, /not supported/],
     [{ serviceUrl: 'pulsar://nohost' }, /Invalid host:port/],
-    [{ serviceUrl: 'pulsar://x:1', authentication: {} }, /'authentication' is not supported: Strata has no authentication/],
+    [{ serviceUrl: 'pulsar://x:1', authentication: {} }, /authentication must be an AuthenticationToken/],
     [{ serviceUrl: 'pulsar://x:1', ioThreads: 4 }, /'ioThreads' is not supported/],
     [{ serviceUrl: 'pulsar+ssl://x:1', tlsTrustCertsFilePath: '/x' }, /TLS/],
     [{ serviceUrl: 'pulsar://x:1', operationTimeoutSeconds: -1 }, /operationTimeoutSeconds/],

@@ -50,6 +50,8 @@ export interface CallCredentials {
   readonly transport: 'grpc' | 'http';
   /** `/strata.broker.v1.Broker/Lookup`, or `GET /admin/v2/tenants`. */
   readonly operation: string;
+  /** The action the method or route needs (its access rule), e.g. so /metrics may be left unauthenticated. */
+  readonly action: Action;
   /** Header (gRPC metadata) values by lower-case name; the first value of each. */
   readonly headers: ReadonlyMap<string, string>;
   readonly peerAddress: string;
@@ -117,7 +119,7 @@ export function gateInterceptor(gate: CallGate, accessOf: (path: string) => Meth
         pending++;
         queue = queue
           .then(async () => {
-            principal = await gate.authenticate(grpcCredentials(method.path, metadata, call));
+            principal = await gate.authenticate(grpcCredentials(method.path, access.action, metadata, call));
             if (principal.role !== undefined) metadata.set(PRINCIPAL_METADATA_KEY, principal.role);
             if (!refused) next(metadata);
           })
@@ -162,7 +164,7 @@ export async function admitHttp(gate: CallGate, action: Action, resource: string
   let principal: Principal;
   try {
     principal = await gate.authenticate({
-      transport: 'http', operation, headers, peerAddress: req.socket.remoteAddress ?? 'unknown',
+      transport: 'http', operation, action, headers, peerAddress: req.socket.remoteAddress ?? 'unknown',
       ...(certificate && Object.keys(certificate).length > 0 ? { peerCertificate: certificate } : {}),
     });
   } catch (err) {
@@ -176,14 +178,14 @@ export async function admitHttp(gate: CallGate, action: Action, resource: string
   return principal;
 }
 
-function grpcCredentials(path: string, metadata: grpc.Metadata, call: grpc.ServerInterceptingCallInterface): CallCredentials {
+function grpcCredentials(path: string, action: Action, metadata: grpc.Metadata, call: grpc.ServerInterceptingCallInterface): CallCredentials {
   const headers = new Map<string, string>();
   for (const [name, values] of Object.entries(metadata.getMap())) {
     if (typeof values === 'string') headers.set(name, values);
   }
   const auth = call.getAuthContext();
   return {
-    transport: 'grpc', operation: path, headers, peerAddress: call.getPeer(),
+    transport: 'grpc', operation: path, action, headers, peerAddress: call.getPeer(),
     ...(auth.sslPeerCertificate ? { peerCertificate: auth.sslPeerCertificate } : {}),
   };
 }

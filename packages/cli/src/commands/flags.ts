@@ -11,6 +11,37 @@ export const DEFAULT_SERVICE_URL = 'pulsar://localhost:6650';
 /** The environment variable every client command takes its default service URL from (`--service-url` wins). */
 export const SERVICE_URL_ENV = 'STRATA_SERVICE_URL';
 
+/** The environment variable a client command takes its authentication token from (`--token`, `--token-file` win). */
+export const AUTH_TOKEN_ENV = 'STRATA_AUTH_TOKEN';
+
+export interface TokenFlags {
+  token?: string;
+  tokenFile?: string;
+}
+
+/**
+ * The token of a client command: `--token`, else `--token-file` (trimmed), else STRATA_AUTH_TOKEN;
+ * undefined when none is given. Errors name the file, never its content.
+ */
+export function resolveToken(flags: TokenFlags, env: Record<string, string | undefined> = process.env): string | undefined {
+  if (flags.token !== undefined) {
+    if (flags.token.trim() === '') throw new UsageError('--token is empty');
+    return flags.token.trim();
+  }
+  if (flags.tokenFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(flags.tokenFile, 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`cannot read --token-file ${flags.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+    }
+    if (text === '') throw new UsageError(`--token-file ${flags.tokenFile} is empty`);
+    return text;
+  }
+  const fromEnv = env[AUTH_TOKEN_ENV]?.trim();
+  return fromEnv ? fromEnv : undefined;
+}
+
 /** Subscription types as the SDK (and pulsar-client for Node) spells them. */
 export type CliSubscriptionType = 'Exclusive' | 'Shared' | 'Failover' | 'KeyShared';
 export type CliInitialPosition = 'Latest' | 'Earliest';

@@ -8,15 +8,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
+import { AuthenticationToken } from '@strata/client';
 import { AdminApi } from '@strata/client/admin';
 import type { PartitionLookup, PolicyFlags } from './admin.js';
 import {
   listOf, mergePolicies, renderBrokers, renderBundles, renderLookups, renderNames, renderPolicies, renderTopicStats,
 } from './admin.js';
 import { UsageError, describeError, exitCodeOf } from './errors.js';
-import type { ConsumeFlags, PerfConsumeFlags, PerfProduceFlags, ProduceFlags } from './flags.js';
+import type { ConsumeFlags, PerfConsumeFlags, PerfProduceFlags, ProduceFlags, TokenFlags } from './flags.js';
 import {
-  DEFAULT_SERVICE_URL, SERVICE_URL_ENV, checkBundleRange, checkNamespace, checkTopic, collect, compileConsumeOptions, compilePerfConsumeOptions,
+  AUTH_TOKEN_ENV, resolveToken, DEFAULT_SERVICE_URL, SERVICE_URL_ENV, checkBundleRange, checkNamespace, checkTopic, collect, compileConsumeOptions, compilePerfConsumeOptions,
   compilePerfProduceOptions, compileProduceOptions, parseInteger, parseNumber, parseServiceUrl, parseSubscriptionType,
   serviceTargets,
 } from './flags.js';
@@ -27,6 +28,7 @@ import { runPerfConsume, runPerfProduce, runWorkload } from './perf.js';
 import { runProduce } from './produce.js';
 import type { ClientFactory } from './sdk.js';
 import { connectClient } from './sdk.js';
+import { registerTokenCommands } from './tokens.js';
 import { parseWorkload } from './workload.js';
 
 export { parseWorkload } from './workload.js';
@@ -64,9 +66,9 @@ export function registerClientCommands(program: Command, deps: ClientCommandDeps
     .option('-p, --properties <key=value>', 'message properties (repeatable, or comma-separated)', collect)
     .option('-s, --separator <sep>', 'separator of the --messages lists', ',')
     .option('--disable-batching', 'send every message on its own'))
-    .action(command(async (topic: string, flags: ProduceFlags) => {
+    .action(command(async (topic: string, flags: ProduceFlags & TokenFlags) => {
       const o = compileProduceOptions(topic, flags);
-      await runProduce(o, { io, connect, progress: true });
+      await runProduce(o, { io, connect: authenticated(connect, flags), progress: true });
     }));
 
   withServiceUrl(program.command('consume')
@@ -83,9 +85,9 @@ export function registerClientCommands(program: Command, deps: ClientCommandDeps
     .option('--hide-content', 'do not print messages, only a count every 1000')
     .option('--raw', 'write each payload as is to stdout, followed by a newline')
     .option('--json', 'one JSON object per message'))
-    .action(command(async (topic: string, flags: ConsumeFlags) => {
+    .action(command(async (topic: string, flags: ConsumeFlags & TokenFlags) => {
       const o = compileConsumeOptions(topic, flags);
-      await withInterrupt((signal) => runConsume(o, { io, connect, signal }));
+      await withInterrupt((signal) => runConsume(o, { io, connect: authenticated(connect, flags), signal }));
     }));
 
   // ----- perf
@@ -113,9 +115,9 @@ export function registerClientCommands(program: Command, deps: ClientCommandDeps
     .option('--test-duration <s>', 'seconds to run after warm-up; 0 = until interrupted', '0')
     .option('--report-interval <s>', 'seconds between report lines', '5')
     .option('--json', 'one JSON object per line'))
-    .action(command(async (topics: string[], flags: PerfProduceFlags) => {
+    .action(command(async (topics: string[], flags: PerfProduceFlags & TokenFlags) => {
       const o = compilePerfProduceOptions(topics, flags);
-      await withInterrupt((signal) => runPerfProduce(o, { io, connect, signal }));
+      await withInterrupt((signal) => runPerfProduce(o, { io, connect: authenticated(connect, flags), signal }));
     }));
 
   withServiceUrl(perf.command('consume')
@@ -131,9 +133,9 @@ export function registerClientCommands(program: Command, deps: ClientCommandDeps
     .option('--test-duration <s>', 'seconds to run; 0 = until interrupted', '0')
     .option('--report-interval <s>', 'seconds between report lines', '5')
     .option('--json', 'one JSON object per line'))
-    .action(command(async (topics: string[], flags: PerfConsumeFlags) => {
+    .action(command(async (topics: string[], flags: PerfConsumeFlags & TokenFlags) => {
       const o = compilePerfConsumeOptions(topics, flags);
-      await withInterrupt((signal) => runPerfConsume(o, { io, connect, signal }));
+      await withInterrupt((signal) => runPerfConsume(o, { io, connect: authenticated(connect, flags), signal }));
     }));
 
   withServiceUrl(perf.command('run')
@@ -149,7 +151,7 @@ export function registerClientCommands(program: Command, deps: ClientCommandDeps
     .action(command(async (file: string, flags: {
       namespace: string; testDuration?: string; warmupTime?: string; subscriptionType?: string; output?: string;
       reportInterval?: string; json?: boolean; serviceUrl?: string;
-    }) => {
+    } & TokenFlags) => {
       let text: string;
       try {
         text = readFileSync(file, 'utf8');
@@ -175,17 +177,18 @@ export function registerClientCommands(program: Command, deps: ClientCommandDeps
         reportIntervalS: parseNumber('--report-interval', flags.reportInterval, { min: 0.1, fallback: 10 }),
         json: Boolean(flags.json),
         ...(payloadFileBytes === undefined ? {} : { payloadFileBytes }),
-      }, { io, connect, signal }));
+      }, { io, connect: authenticated(connect, flags), signal }));
       if (flags.output) writeFileSync(flags.output, `${JSON.stringify(result, null, 2)}\n`);
     }));
 
   registerAdmin(program, io, command);
+  registerTokenCommands(program, io, command);
 }
 
 // ---------------------------------------------------------------------------------------------------
 // admin
 
-interface AdminFlags {
+interface AdminFlags extends TokenFlags {
   serviceUrl?: string;
   json?: boolean;
 }
@@ -203,7 +206,8 @@ function registerAdmin(program: Command, io: CliIo, command: ReturnType<typeof c
       // commander passes the arguments, then the options object, then the command.
       const flags = all[all.length - 2] as AdminFlags & Record<string, unknown>;
       const args = all.slice(0, all.length - 2) as string[];
-      const api = new AdminApi(serviceTargets(parseServiceUrl(flags.serviceUrl)));
+      const token = resolveToken(flags);
+      const api = new AdminApi(serviceTargets(parseServiceUrl(flags.serviceUrl)), token === undefined ? {} : { authentication: new AuthenticationToken({ token }) });
       try {
         const out = await fn(api, flags, ...args);
         io.out(flags.json ? JSON.stringify(out.json, null, 2) : out.text);
@@ -330,9 +334,20 @@ function registerAdmin(program: Command, io: CliIo, command: ReturnType<typeof c
 // ---------------------------------------------------------------------------------------------------
 // plumbing
 
-/** `--service-url`, else the STRATA_SERVICE_URL environment variable, else pulsar://localhost:6650. */
+/**
+ * `--service-url`, else the STRATA_SERVICE_URL environment variable, else pulsar://localhost:6650; and the
+ * authentication token (`--token`, `--token-file`, STRATA_AUTH_TOKEN: resolveToken).
+ */
 function withServiceUrl(cmd: Command): Command {
-  return cmd.addOption(new Option('--service-url <url>', 'broker service URL').env(SERVICE_URL_ENV).default(DEFAULT_SERVICE_URL));
+  return cmd.addOption(new Option('--service-url <url>', 'broker service URL').env(SERVICE_URL_ENV).default(DEFAULT_SERVICE_URL))
+    .option('--token <jwt>', `authentication token (visible to ps: prefer --token-file or ${AUTH_TOKEN_ENV})`)
+    .option('--token-file <file>', 'read the authentication token from this file');
+}
+
+/** The factory with the command's token, if it has one. */
+function authenticated(connect: ClientFactory, flags: TokenFlags): ClientFactory {
+  const token = resolveToken(flags);
+  return token === undefined ? connect : (url) => connect(url, { token });
 }
 
 /**

@@ -3,7 +3,7 @@
  * commands make a Client. Keeping the surface this small lets the runners be driven by a test double
  * and keeps the commands honest: they use nothing an application could not.
  */
-import { Client } from '@strata/client';
+import { AuthenticationToken, Client } from '@strata/client';
 
 export interface CliMessageId {
   toString(): string;
@@ -69,10 +69,11 @@ export interface CliClient {
   close(): Promise<unknown>;
 }
 
-export type ClientFactory = (serviceUrl: string) => CliClient;
+/** `auth.token`: the command's authentication token (--token, --token-file, STRATA_AUTH_TOKEN). */
+export type ClientFactory = (serviceUrl: string, auth?: { token: string }) => CliClient;
 
 /** A real SDK client. The assignment (no cast) checks that the SDK's API still fits what the CLI uses. */
-export const connectClient: ClientFactory = (serviceUrl) => {
-  const client: CliClient = new Client({ serviceUrl });
+export const connectClient: ClientFactory = (serviceUrl, auth) => {
+  const client: CliClient = new Client({ serviceUrl, ...(auth ? { authentication: new AuthenticationToken({ token: auth.token }) } : {}) });
   return client;
 };

@@ -6,7 +6,8 @@
  * broker's stable domain code (`ALREADY_EXISTS`, `NOT_FOUND`, ...) reaches the caller unchanged.
  */
 import * as grpc from '@grpc/grpc-js';
-import { ClientError, fromGrpcError } from '../errors.js';
+import { AuthenticationToken, TokenSource, type Authentication } from '../auth.js';
+import { ClientError, configError, fromGrpcError } from '../errors.js';
 import { createBrokerClients } from '../protocol.js';
 import type { AdminClient } from '../generated/strata/broker/v1/Admin.js';
 import type { BrokerClient } from '../generated/strata/broker/v1/Broker.js';
@@ -23,6 +24,8 @@ export const ADMIN_CALL_TIMEOUT_MS = 10_000;
 export interface AdminApiOptions {
   /** Deadline of each call (default ADMIN_CALL_TIMEOUT_MS); at the deadline the call rejects with code TIMEOUT. */
   callTimeoutMs?: number;
+  /** As the Client's: every call carries the token (`new AuthenticationToken({ token })`). */
+  authentication?: Authentication;
 }
 
 type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown;
@@ -45,6 +48,7 @@ export class AdminApi {
   /** The target that answered last: later calls start there. */
   #current = 0;
   readonly #callTimeoutMs: number;
+  readonly #token: TokenSource | undefined;
 
   /**
    * `targets`: gRPC addresses (`host:port`), e.g. from `parseServiceUrl('pulsar://a:6650,b:6650')`.
@@ -56,11 +60,14 @@ export class AdminApi {
     this.#stubs = this.#targets.map(() => undefined);
     this.#callTimeoutMs = options.callTimeoutMs ?? ADMIN_CALL_TIMEOUT_MS;
     if (!(this.#callTimeoutMs > 0)) throw new RangeError(`callTimeoutMs must be > 0, got ${this.#callTimeoutMs}`);
+    const supplier = options.authentication === undefined ? undefined : AuthenticationToken.supplierOf(options.authentication);
+    if (options.authentication !== undefined && !supplier) throw configError('authentication must be an AuthenticationToken');
+    this.#token = supplier && new TokenSource(supplier);
   }
 
   #stubsAt(i: number): BrokerStubs {
     const target = this.#targets[i] as string;
-    return (this.#stubs[i] ??= { target, ...createBrokerClients(target) });
+    return (this.#stubs[i] ??= { target, ...createBrokerClients(target, this.#token) });
   }
 
   async #call<Req, Res>(pick: (s: BrokerStubs) => grpc.Client, method: string, req: Req): Promise<Res> {

@@ -20,13 +20,14 @@ export class StandaloneProcess {
     readonly webAddress: string,
   ) {}
 
-  static async start(options: { logLevel?: string } = {}): Promise<StandaloneProcess> {
+  /** `args`: more `strata standalone` flags (e.g. the authentication ones). */
+  static async start(options: { logLevel?: string; args?: readonly string[] } = {}): Promise<StandaloneProcess> {
     const dir = await tempDir('strata-standalone-');
     const [broker, brokerHttp, b1, b2, b1Http, b2Http, coord, coordHttp] = (await freePorts(8)).map(String) as [string, string, string, string, string, string, string, string];
     const args = [
       ...SERVER_NODE_FLAGS, strataBin(), 'standalone', '--data-dir', join(dir.path, 'data'), '--host', '127.0.0.1', '--log-level', options.logLevel ?? 'warn',
       '--broker-port', broker, '--broker-http-port', brokerHttp, '--bookie-ports', `${b1},${b2}`, '--bookie-http-ports', `${b1Http},${b2Http}`,
-      '--coordinator-port', coord, '--coordinator-http-port', coordHttp,
+      '--coordinator-port', coord, '--coordinator-http-port', coordHttp, ...(options.args ?? []),
     ];
     const standalone = new StandaloneProcess(args, dir, `127.0.0.1:${broker}`, `127.0.0.1:${brokerHttp}`);
     try {
@@ -40,6 +41,11 @@ export class StandaloneProcess {
 
   get serviceUrl(): string {
     return `pulsar://${this.address}`;
+  }
+
+  /** The tail of what the process wrote (stdout and stderr). */
+  get recentOutput(): string {
+    return this.proc?.recentOutput ?? '';
   }
 
   /** The broker's web service URL (`http://host:port`): Pulsar's admin REST API and HTTP lookups. */
