@@ -30,6 +30,8 @@ class NpSubscription implements TopicSubscription {
     consumer.permits = Math.min(consumer.permits + Math.max(0, Math.floor(permits)), 1_000_000);
   }
   async ack(): Promise<void> {}
+  /** Nothing is persisted on a non-persistent topic: an ack receipt is given at once. */
+  async persistAcks(): Promise<void> {}
   nack(): void {}
   redeliverUnacknowledged(): void {}
   async seek(): Promise<never> {
@@ -170,7 +172,7 @@ export class NonPersistentTopic implements Topic {
     return {
       consumer,
       subscription: {
-        name, flow: (c, n) => s.flow(c, n), ack: () => s.ack(), nack: () => s.nack(), redeliverUnacknowledged: () => s.redeliverUnacknowledged(),
+        name, flow: (c, n) => s.flow(c, n), ack: () => s.ack(), persistAcks: () => s.persistAcks(), nack: () => s.nack(), redeliverUnacknowledged: () => s.redeliverUnacknowledged(),
         seek: () => s.seek(),
         removeConsumer: (c) => {
           s.removeConsumer(c);

@@ -94,6 +94,8 @@ export interface TopicSubscription {
   readonly name: string;
   flow(consumer: Consumer, permits: number): void;
   ack(consumer: Consumer, positions: Position[], cumulative: boolean): Promise<void>;
+  /** Resolves once the cursor state that includes these applied acks is persisted (ack receipts). */
+  persistAcks(positions: Position[], cumulative: boolean): Promise<void>;
   nack(consumer: Consumer, positions: Position[]): void;
   redeliverUnacknowledged(consumer: Consumer, positions: Position[]): void;
   /** `after`: the entry after that position (pulsar-client's seek to a message id). */
@@ -449,6 +451,7 @@ export class PersistentTopic implements Topic {
       name: sub.name,
       flow: (c, n) => sub.flow(c, n),
       ack: (c, p, cumulative) => sub.ack(c, p, cumulative),
+      persistAcks: (p, cumulative) => sub.persistAcks(p, cumulative),
       nack: (c, p) => sub.nack(c, p),
       redeliverUnacknowledged: (c, p) => sub.redeliverUnacknowledged(c, p),
       removeConsumer: (c) => sub.removeConsumer(c),

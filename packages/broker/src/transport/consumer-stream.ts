@@ -185,7 +185,18 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
         const requestId = cmd.ack?.requestId ?? 0;
         try {
           const { sub: s, consumer: c } = need();
-          await s.ack(c, ids(cmd.ack?.messageIds), cmd.ack?.cumulative ?? false);
+          const positions = ids(cmd.ack?.messageIds);
+          await s.ack(c, positions, cmd.ack?.cumulative ?? false);
+          if (cmd.ack?.durable) {
+            // An ack receipt: answered once the cursor flush that includes it is done. Waited for off
+            // the command chain, so flow and other acks go on meanwhile and concurrent receipts share
+            // one flush. Bounded by the stream's outstanding requests (the client's own limit).
+            s.persistAcks(positions, cmd.ack.cumulative).then(
+              () => { if (requestId) write({ success: { requestId } }); },
+              (err: unknown) => fail(requestId, err),
+            );
+            return;
+          }
           if (requestId) write({ success: { requestId } });
         } catch (err) {
           fail(requestId, err);

@@ -21,12 +21,18 @@ export interface AckChannel {
   /** Throws when too many requests are outstanding. */
   startRequest(): { id: number; promise: Promise<unknown> };
   /** Only called while connected. */
-  writeAck(ack: { messageIds: WireEntryId[]; cumulative: boolean; requestId: number }): void;
+  writeAck(ack: { messageIds: WireEntryId[]; cumulative: boolean; requestId: number; durable: boolean }): void;
 }
 
 interface EntryAcks {
   total: number;
   acked: Set<number>;
+  /**
+   * With ack receipts: the acks of this batch's messages given so far, confirmed when the whole entry's
+   * ack is durable (the broker tracks entries, so a crash before that redelivers all of them).
+   * At most `total` of them.
+   */
+  waiters: Array<{ resolve(): void; reject(err: unknown): void }>;
 }
 
 interface PendingAck {
@@ -52,44 +58,66 @@ export class AckTracker {
   #queue: PendingAck[] = [];
   #flushScheduled = false;
 
-  constructor(partition: number, channel: AckChannel, log: Logger) {
+  readonly #receipts: boolean;
+
+  /** `receipts`: ackReceiptEnabled, the broker confirms an ack once it is persisted (Ack.durable). */
+  constructor(partition: number, channel: AckChannel, log: Logger, receipts = false) {
     this.#partition = partition;
     this.#channel = channel;
     this.#log = log;
+    this.#receipts = receipts;
   }
 
   /** A batched entry of `total` messages was delivered: its acks are counted (across redeliveries too). */
   delivered(entry: MessageId, total: number): void {
-    if (total > 1 && !this.#entries.has(entryKey(entry))) this.#entries.set(entryKey(entry), { total, acked: new Set() });
+    if (total > 1 && !this.#entries.has(entryKey(entry))) this.#entries.set(entryKey(entry), { total, acked: new Set(), waiters: [] });
   }
 
-  /** Individual acknowledgement; resolves once the broker confirmed the entry's ack (or locally for a partial batch). */
+  /**
+   * Individual acknowledgement; resolves once the broker confirmed the entry's ack (with ack receipts:
+   * once it is durable). A message of a batch not yet wholly acknowledged resolves locally, or with
+   * ack receipts when the whole entry's ack is durable.
+   */
   acknowledge(id: MessageId): Promise<void> {
     const key = entryKey(id);
     const tracked = this.#entries.get(key);
     if (tracked && id.batchIndex >= 0) {
       tracked.acked.add(id.batchIndex);
-      if (tracked.acked.size < tracked.total) return Promise.resolve();
+      if (tracked.acked.size < tracked.total) {
+        if (!this.#receipts) return Promise.resolve();
+        return new Promise<void>((resolve, reject) => tracked.waiters.push({ resolve, reject }));
+      }
     }
     this.#entries.delete(key);
-    return this.#enqueue({ ledgerId: id.ledgerId, entryId: id.entryId, batchIndex: -1, partition: this.#partition }, false);
+    const done = this.#enqueue({ ledgerId: id.ledgerId, entryId: id.entryId, batchIndex: -1, partition: this.#partition }, false);
+    if (tracked && tracked.waiters.length > 0) {
+      const waiters = tracked.waiters.splice(0);
+      done.then(() => waiters.forEach((w) => w.resolve()), (err: unknown) => waiters.forEach((w) => w.reject(err)));
+    }
+    return done;
   }
 
   acknowledgeCumulative(id: MessageId): Promise<void> {
     let target = { ledgerId: id.ledgerId, entryId: id.entryId, batchIndex: -1, partition: this.#partition };
     if (id.batchIndex >= 0 && id.batchIndex < id.batchSize - 1) {
       // Not the end of its batch: ack the entries before it, and mark this one's head locally.
-      const tracked = this.#entries.get(entryKey(id)) ?? { total: id.batchSize, acked: new Set<number>() };
+      const tracked = this.#entries.get(entryKey(id)) ?? { total: id.batchSize, acked: new Set<number>(), waiters: [] };
       for (let i = 0; i <= id.batchIndex; i++) tracked.acked.add(i);
       this.#entries.set(entryKey(id), tracked);
       if (id.entryId === 0) return Promise.resolve();
       target = { ...target, entryId: id.entryId - 1 };
     }
-    for (const [key] of this.#entries) {
+    const covered: EntryAcks['waiters'] = [];
+    for (const [key, tracked] of this.#entries) {
       const [l, e] = key.split(':').map(Number) as [number, number];
-      if (l < target.ledgerId || (l === target.ledgerId && e <= target.entryId)) this.#entries.delete(key);
+      if (l < target.ledgerId || (l === target.ledgerId && e <= target.entryId)) {
+        covered.push(...tracked.waiters);
+        this.#entries.delete(key);
+      }
     }
-    return this.#enqueue(target, true);
+    const done = this.#enqueue(target, true);
+    if (covered.length > 0) done.then(() => covered.forEach((w) => w.resolve()), (err: unknown) => covered.forEach((w) => w.reject(err)));
+    return done;
   }
 
   #enqueue(id: WireEntryId, cumulative: boolean): Promise<void> {
@@ -127,7 +155,7 @@ export class AckTracker {
         this.#log.warn({ err }, 'too many outstanding requests; acks wait');
         return;
       }
-      this.#channel.writeAck({ messageIds: group.map((a) => a.id), cumulative: first.cumulative, requestId: req.id });
+      this.#channel.writeAck({ messageIds: group.map((a) => a.id), cumulative: first.cumulative, requestId: req.id, durable: this.#receipts });
       req.promise.then(
         () => group.forEach((a) => a.resolve()),
         (err: unknown) => {
@@ -151,5 +179,6 @@ export class AckTracker {
   /** The consumer closed: what was never confirmed fails with `err`. */
   rejectAll(err: unknown): void {
     for (const a of this.#queue.splice(0)) a.reject(err);
+    for (const tracked of this.#entries.values()) for (const w of tracked.waiters.splice(0)) w.reject(err);
   }
 }

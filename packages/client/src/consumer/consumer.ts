@@ -59,6 +59,7 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
       properties: cfg.properties,
       keyShared: cfg.keyShared,
       maxRedeliverCount: cfg.deadLetter?.maxRedeliverCount,
+      ackReceipt: cfg.ackReceipt,
     }, this, host, this.#log);
     this.#queue = new ReceiverQueue(ctx.clock, (m) => this.#handOut(m));
     this.#ackTimeouts = new AckTimeouts(ctx.clock, cfg.ackTimeoutMs, this.#log);

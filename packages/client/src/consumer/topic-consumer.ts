@@ -30,6 +30,8 @@ export interface SubscriptionSpec {
   properties: Record<string, string>;
   keyShared: CompiledConsumerConfig<unknown>['keyShared'];
   maxRedeliverCount: number | undefined;
+  /** ackReceiptEnabled: acks are confirmed once durable on the broker (readers: never). */
+  ackReceipt?: boolean;
 }
 
 /** What a TopicConsumer hands its owner (Consumer or Reader). */
@@ -93,7 +95,7 @@ export class TopicConsumer {
       isClosed: () => this.isClosed,
       startRequest: () => this.#requests.start(),
       writeAck: (ack) => this.#call!.write({ ack }),
-    }, this.#log);
+    }, this.#log, spec.ackReceipt ?? false);
   }
 
   isConnected(): boolean {
