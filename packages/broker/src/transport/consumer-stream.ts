@@ -2,7 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { asStrataError, ErrorCode, type Logger } from '@strata/runtime';
 import type { BrokerService } from '../topics/broker-service.js';
 import type { Consumer, DispatchEntry, SubscriptionType } from '../topics/consumer.js';
-import { InvalidRequestError } from '../errors.js';
+import { InvalidRequestError, ServiceNotReadyError } from '../errors.js';
 import type { ConsumerCommand__Output } from '../generated/strata/broker/v1/ConsumerCommand.js';
 import type { ConsumerEvent } from '../generated/strata/broker/v1/ConsumerEvent.js';
 import type { MessageId__Output } from '../generated/strata/broker/v1/MessageId.js';
@@ -173,6 +173,14 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
   };
 
   const handle = async (cmd: ConsumerCommand__Output) => {
+    // A broker woken after losing its session closes its topics here (their consumers are told),
+    // before it serves a command that waited while it was frozen.
+    if (cmd.command !== 'subscribe' && !ctx.service.serving()) {
+      const requestId = (cmd[cmd.command as keyof ConsumerCommand__Output] as { requestId?: number } | undefined)?.requestId ?? 0;
+      fail(requestId, new ServiceNotReadyError('this broker lost its metadata session; look the topic up again'));
+      finish('this broker lost its metadata session');
+      return;
+    }
     switch (cmd.command) {
       case 'subscribe':
         return onSubscribe(cmd.subscribe as Subscribe__Output);
