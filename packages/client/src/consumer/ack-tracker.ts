@@ -27,12 +27,6 @@ export interface AckChannel {
 interface EntryAcks {
   total: number;
   acked: Set<number>;
-  /**
-   * With ack receipts: the acks of this batch's messages given so far, confirmed when the whole entry's
-   * ack is durable (the broker tracks entries, so a crash before that redelivers all of them).
-   * At most `total` of them.
-   */
-  waiters: Array<{ resolve(): void; reject(err: unknown): void }>;
 }
 
 interface PendingAck {
@@ -60,7 +54,12 @@ export class AckTracker {
 
   readonly #receipts: boolean;
 
-  /** `receipts`: ackReceiptEnabled, the broker confirms an ack once it is persisted (Ack.durable). */
+  /**
+   * `receipts`: ackReceiptEnabled, the broker confirms an ack once it is persisted (Ack.durable). The
+   * ack of a message of a batch whose other messages are not all acked still resolves locally: nothing
+   * is sent for it, and the entry's receipt comes with the ack that completes it. Waiting there instead
+   * would deadlock the common `await consumer.acknowledge(m)` loop over a batch.
+   */
   constructor(partition: number, channel: AckChannel, log: Logger, receipts = false) {
     this.#partition = partition;
     this.#channel = channel;
@@ -70,54 +69,36 @@ export class AckTracker {
 
   /** A batched entry of `total` messages was delivered: its acks are counted (across redeliveries too). */
   delivered(entry: MessageId, total: number): void {
-    if (total > 1 && !this.#entries.has(entryKey(entry))) this.#entries.set(entryKey(entry), { total, acked: new Set(), waiters: [] });
+    if (total > 1 && !this.#entries.has(entryKey(entry))) this.#entries.set(entryKey(entry), { total, acked: new Set() });
   }
 
-  /**
-   * Individual acknowledgement; resolves once the broker confirmed the entry's ack (with ack receipts:
-   * once it is durable). A message of a batch not yet wholly acknowledged resolves locally, or with
-   * ack receipts when the whole entry's ack is durable.
-   */
+  /** Individual acknowledgement; resolves once the broker confirmed the entry's ack (or locally for a partial batch). */
   acknowledge(id: MessageId): Promise<void> {
     const key = entryKey(id);
     const tracked = this.#entries.get(key);
     if (tracked && id.batchIndex >= 0) {
       tracked.acked.add(id.batchIndex);
-      if (tracked.acked.size < tracked.total) {
-        if (!this.#receipts) return Promise.resolve();
-        return new Promise<void>((resolve, reject) => tracked.waiters.push({ resolve, reject }));
-      }
+      if (tracked.acked.size < tracked.total) return Promise.resolve();
     }
     this.#entries.delete(key);
-    const done = this.#enqueue({ ledgerId: id.ledgerId, entryId: id.entryId, batchIndex: -1, partition: this.#partition }, false);
-    if (tracked && tracked.waiters.length > 0) {
-      const waiters = tracked.waiters.splice(0);
-      done.then(() => waiters.forEach((w) => w.resolve()), (err: unknown) => waiters.forEach((w) => w.reject(err)));
-    }
-    return done;
+    return this.#enqueue({ ledgerId: id.ledgerId, entryId: id.entryId, batchIndex: -1, partition: this.#partition }, false);
   }
 
   acknowledgeCumulative(id: MessageId): Promise<void> {
     let target = { ledgerId: id.ledgerId, entryId: id.entryId, batchIndex: -1, partition: this.#partition };
     if (id.batchIndex >= 0 && id.batchIndex < id.batchSize - 1) {
       // Not the end of its batch: ack the entries before it, and mark this one's head locally.
-      const tracked = this.#entries.get(entryKey(id)) ?? { total: id.batchSize, acked: new Set<number>(), waiters: [] };
+      const tracked = this.#entries.get(entryKey(id)) ?? { total: id.batchSize, acked: new Set<number>() };
       for (let i = 0; i <= id.batchIndex; i++) tracked.acked.add(i);
       this.#entries.set(entryKey(id), tracked);
       if (id.entryId === 0) return Promise.resolve();
       target = { ...target, entryId: id.entryId - 1 };
     }
-    const covered: EntryAcks['waiters'] = [];
-    for (const [key, tracked] of this.#entries) {
+    for (const [key] of this.#entries) {
       const [l, e] = key.split(':').map(Number) as [number, number];
-      if (l < target.ledgerId || (l === target.ledgerId && e <= target.entryId)) {
-        covered.push(...tracked.waiters);
-        this.#entries.delete(key);
-      }
+      if (l < target.ledgerId || (l === target.ledgerId && e <= target.entryId)) this.#entries.delete(key);
     }
-    const done = this.#enqueue(target, true);
-    if (covered.length > 0) done.then(() => covered.forEach((w) => w.resolve()), (err: unknown) => covered.forEach((w) => w.reject(err)));
-    return done;
+    return this.#enqueue(target, true);
   }
 
   #enqueue(id: WireEntryId, cumulative: boolean): Promise<void> {
@@ -179,6 +160,5 @@ export class AckTracker {
   /** The consumer closed: what was never confirmed fails with `err`. */
   rejectAll(err: unknown): void {
     for (const a of this.#queue.splice(0)) a.reject(err);
-    for (const tracked of this.#entries.values()) for (const w of tracked.waiters.splice(0)) w.reject(err);
   }
 }
