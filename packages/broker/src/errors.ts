@@ -90,6 +90,18 @@ export class ServiceNotReadyError extends StrataError {
   }
 }
 
+/**
+ * An ack receipt (Ack.durable) cannot be given: the acknowledgement lies in an individually acked range
+ * above the persisted bound (maxAckedRangesPersisted), so a crash would redeliver it. Not retriable as
+ * is: the receipt becomes possible once the holes below it are acknowledged.
+ */
+export class AckNotDurableError extends StrataError {
+  constructor(message: string) {
+    super(ErrorCode.PRECONDITION_FAILED, message, { retriable: false });
+    this.name = 'AckNotDurableError';
+  }
+}
+
 export class UnimplementedError extends StrataError {
   constructor(what: string) {
     super(ErrorCode.UNIMPLEMENTED, `${what} is not implemented yet`, { retriable: false });

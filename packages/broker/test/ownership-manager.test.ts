@@ -197,6 +197,21 @@ function suite(name: string, setup: () => Promise<Target>): void {
       expect(Date.now() - drainedAt).toBeLessThan(TTL_MS);
     });
 
+    test('a broker frozen past its session drops its bundles at the first checkSession() after it wakes, before any timer runs', async () => {
+      const { specs } = await namespace(2);
+      const a = await broker(unique('frozen'));
+      for (const s of specs) expect(await a.manager.acquire(s.id)).toBe(true);
+      const signals = specs.map((s) => a.manager.bundleSignal(s.id)!);
+      expect(a.manager.checkSession()).toBe(true);
+      // A blocked event loop is what SIGSTOP looks like from inside: no timer, no I/O until it ends.
+      const until = Date.now() + TTL_MS + 500;
+      while (Date.now() < until) { /* frozen */ }
+      // Synchronously, as the broker's first client command after waking does (decision 0091).
+      expect(a.manager.checkSession()).toBe(false);
+      expect(signals.every((sig) => sig.aborted)).toBe(true);
+      expect(specs.some((s) => a.manager.isOwned(s.id))).toBe(false);
+    });
+
     test('an ownership key deleted by someone else aborts the bundle signal at once', async () => {
       const { specs } = await namespace(1);
       const a = await broker(unique('a'));

@@ -37,6 +37,13 @@ export interface ClientConfig {
   /** Strata extension: reconnection backoff bounds (ms). Defaults 100 and 2000 (decision 0043). */
   initialBackoffIntervalMs?: number;
   maxBackoffIntervalMs?: number;
+  /**
+   * Strata extension (decision 0091): a producer whose sends, or a consumer whose stream, get no
+   * answer for this long (ms) asks another broker of the service URL who owns the topic, and moves to
+   * the new owner at once if ownership moved (a frozen or cut-off owner keeps its sockets open).
+   * Keep it well under the brokers' session TTL. Default 1000; 0 turns the check off.
+   */
+  ownershipStallThresholdMs?: number;
   /** Strata extension, for tests: injected time and randomness. */
   clock?: Clock;
   random?: Random;
@@ -44,7 +51,7 @@ export interface ClientConfig {
 
 const SUPPORTED = new Set([
   'serviceUrl', 'operationTimeoutSeconds', 'log', 'logLevel', 'connectionTimeoutMs', 'logger', 'authentication',
-  'initialBackoffIntervalMs', 'maxBackoffIntervalMs', 'clock', 'random',
+  'initialBackoffIntervalMs', 'maxBackoffIntervalMs', 'clock', 'random', 'ownershipStallThresholdMs',
 ]);
 const KNOWN_UNSUPPORTED: Record<string, string> = {
   serviceUrlProvider: 'Strata has no automatic cluster failover yet',
@@ -103,6 +110,8 @@ export class Client {
     }
     const connectionTimeoutMs = config.connectionTimeoutMs ?? 10_000;
     if (!Number.isInteger(connectionTimeoutMs) || connectionTimeoutMs < 1 || connectionTimeoutMs > 600_000) throw configError('connectionTimeoutMs must be an integer in [1, 600000]');
+    const ownershipStallThresholdMs = config.ownershipStallThresholdMs ?? 1_000;
+    if (!Number.isInteger(ownershipStallThresholdMs) || ownershipStallThresholdMs < 0 || ownershipStallThresholdMs > 600_000) throw configError('ownershipStallThresholdMs must be an integer in [0, 600000]');
     if (config.log !== undefined && typeof config.log !== 'function') throw configError('log must be a function');
     if (config.logLevel !== undefined && ![0, 1, 2, 3].includes(config.logLevel)) throw configError('logLevel must be a LogLevel (0-3)');
     // Without a `log` of its own, the client follows Client.setLogHandler, also one set later (as
@@ -126,6 +135,7 @@ export class Client {
       initialBackoffMs,
       maxBackoffMs,
       published: new PublishedEnds(),
+      ownershipStallThresholdMs,
     };
   }
 

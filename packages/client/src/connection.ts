@@ -36,6 +36,10 @@ export class ConnectionPool {
   #closed = false;
   /** Requests in flight by key: concurrent identical lookups share one answer (see coalesce). */
   readonly #inFlight = new Map<string, Promise<unknown>>();
+  /** The last liveness probe per broker address (`responsive`): at most one entry per broker. */
+  readonly #probes = new Map<string, { settledAt: number | undefined; result: Promise<boolean> }>();
+  /** Brokers lookups skip until then (`avoid`): at most one entry per broker. */
+  readonly #avoidUntil = new Map<string, number>();
 
   readonly #serviceAddresses: readonly string[];
   readonly #web: WebLookup | undefined;
@@ -130,7 +134,13 @@ export class ConnectionPool {
    */
   async serviceConnection(): Promise<BrokerConnection> {
     for (let tries = 1; ; tries++) {
-      const conn = this.service();
+      let conn = this.service();
+      // A broker a stalled stream just left (`avoid`) is skipped while another host is left to try:
+      // its open socket would hold the lookup until the operation timeout.
+      for (let skipped = 0; this.#isAvoided(conn.address) && skipped < this.#serviceAddresses.length - 1; skipped++) {
+        this.rotateService();
+        conn = this.service();
+      }
       try {
         return await this.connect(conn.address);
       } catch (err) {
@@ -180,6 +190,75 @@ export class ConnectionPool {
   }
 
   /**
+   * Who owns `topic`, asked of the service hosts other than `notAt` (the broker a stalled stream is
+   * on: asking it would only wait on it), each tried once, every call bounded by `timeoutMs` (and a
+   * connect by the connect wait). Any broker answers from its watched view of ownership; a broker
+   * without a live session refuses, and the next is asked. Undefined if none answered.
+   */
+  async ownerElsewhere(topic: string, notAt: string, timeoutMs: number): Promise<string | undefined> {
+    if (this.#web) return this.#web.lookup(topic).catch(() => undefined);
+    const excluded = brokerAddress(notAt);
+    const n = this.#serviceAddresses.length;
+    for (let i = 0; i < n; i++) {
+      const address = brokerAddress(this.#serviceAddresses[(this.#serviceIndex + i) % n]!);
+      if (address === excluded) continue;
+      try {
+        const conn = await this.connect(address);
+        const res = await unary<{ brokerUrl: string }>((cb, opts) => conn.broker.Lookup({ topic, authoritative: false }, opts, cb), timeoutMs);
+        if (res.brokerUrl) return brokerAddress(res.brokerUrl);
+      } catch (err) {
+        this.logger.debug({ err, broker: address, topic }, 'ownership check: lookup failed; asking the next service host');
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Lookups through the service URL skip `address` for `ms` (while another host is left): a stream
+   * found it silent while another broker owns its topic (ownership-watch.ts). Bounded by the number of
+   * brokers; cleared when it answers a probe again.
+   */
+  avoid(address: string, ms: number): void {
+    this.#avoidUntil.set(brokerAddress(address), Date.now() + ms);
+  }
+
+  #isAvoided(address: string): boolean {
+    const until = this.#avoidUntil.get(brokerAddress(address));
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    this.#avoidUntil.delete(brokerAddress(address));
+    return false;
+  }
+
+  /**
+   * Whether the broker at `address` answers a request (a lookup of `topic`: any answer, an error
+   * included, means it is running) within `timeoutMs`. One probe per broker at a time, its result
+   * shared by every caller for `timeoutMs` after it settled, so idle streams cost one call per broker.
+   */
+  responsive(address: string, topic: string, timeoutMs: number): Promise<boolean> {
+    const target = brokerAddress(address);
+    const now = Date.now();
+    const last = this.#probes.get(target);
+    if (last && (last.settledAt === undefined || now - last.settledAt < timeoutMs)) return last.result;
+    const probe: { settledAt: number | undefined; result: Promise<boolean> } = { settledAt: undefined, result: Promise.resolve(true) };
+    probe.result = (async () => {
+      try {
+        const conn = this.get(target);
+        await unary((cb, opts) => conn.broker.Lookup({ topic, authoritative: false }, opts, cb), timeoutMs);
+        this.#avoidUntil.delete(target);
+        return true;
+      } catch (err) {
+        const code = fromGrpcError(err).code;
+        return code !== ClientErrorCode.TIMEOUT && code !== ClientErrorCode.UNAVAILABLE && code !== ClientErrorCode.ALREADY_CLOSED;
+      } finally {
+        probe.settledAt = Date.now();
+      }
+    })();
+    this.#probes.set(target, probe);
+    return probe.result;
+  }
+
+  /**
    * The topic's partition count from a service host. Retries retriable failures (no service host
    * reachable yet, a broker starting) with a short backoff until the operation timeout, as creation
    * does (decision 0043), so a client started before its brokers still gets an answer.
@@ -217,6 +296,8 @@ export class ConnectionPool {
   close(): void {
     this.#closed = true;
     this.#connectingSince.clear();
+    this.#probes.clear();
+    this.#avoidUntil.clear();
     for (const conn of this.#connections.values()) conn.broker.close();
     this.#connections.clear();
   }

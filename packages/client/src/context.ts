@@ -14,6 +14,11 @@ export interface ClientContext {
   /** Reconnection backoff bounds. */
   readonly initialBackoffMs: number;
   readonly maxBackoffMs: number;
+  /**
+   * A stream whose requests go unanswered this long (ms) checks with another broker who owns its
+   * topic and moves if ownership moved (ownership-watch.ts). 0 or unset: no check.
+   */
+  readonly ownershipStallThresholdMs?: number;
   /** Where this client's producers last stored a message, per topic. */
   readonly published: PublishedEnds;
 }

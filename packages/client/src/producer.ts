@@ -11,6 +11,7 @@ import { Message, MessageId, type ProducerMessage } from './message.js';
 import { encodeMessageBatch, type SingleMessage } from './protocol.js';
 import type { ProducerCommand } from './generated/strata/broker/v1/ProducerCommand.js';
 import type { ProducerEvent__Output } from './generated/strata/broker/v1/ProducerEvent.js';
+import { OwnershipWatch } from './ownership-watch.js';
 import { fullTopicName, partitionTopicName } from './topic.js';
 import { Backoff, deferred, PendingRequests, reconnectLoop, sleep, type Deferred } from './util.js';
 
@@ -237,6 +238,10 @@ export class PartitionProducer {
   #closeWaiter: Promise<void> | undefined;
   /** The broker's limit on one entry (a batch, or a message sent alone), from ProducerOpened. */
   #maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
+  /** The broker the stream is on, and when it last said anything (for the ownership watch). */
+  #address: string | undefined;
+  #heardAt = 0;
+  readonly #watch: OwnershipWatch;
 
   constructor(ctx: ClientContext, cfg: CompiledProducerConfig, topic: string, partition: number) {
     this.#ctx = ctx;
@@ -251,6 +256,12 @@ export class PartitionProducer {
       this.#nextSeq = cfg.initialSequenceId + 1;
       this.#seqInitialized = true;
     }
+    // Sends unanswered past the threshold: if another broker owns the topic now, resend there.
+    this.#watch = new OwnershipWatch(ctx, topic, {
+      owner: () => (this.isConnected() ? this.#address : undefined),
+      stalledSince: () => (this.#inflight.length > 0 ? Math.max(this.#heardAt, this.#inflight[0]!.createdAt) : undefined),
+      moveTo: (address) => this.#dropConnection(address),
+    }, this.#log);
   }
 
   get name(): string {
@@ -286,6 +297,7 @@ export class PartitionProducer {
         await sleep(Math.min(this.#backoff.next(), Math.max(0, deadline - this.#ctx.clock.now())), this.#stopped.signal).catch(() => undefined);
       }
     }
+    this.#watch.start();
     if (this.#cfg.sendTimeoutMs > 0) {
       const every = Math.max(10, Math.min(1000, Math.floor(this.#cfg.sendTimeoutMs / 10)));
       this.#timeoutTimer = setInterval(() => this.#expire(), every);
@@ -321,6 +333,8 @@ export class PartitionProducer {
     }
     this.#lastAckedSeq = Math.max(this.#lastAckedSeq, opened.lastSequenceId);
     this.#state = 'ready';
+    this.#address = conn.address;
+    this.#heardAt = this.#ctx.clock.now();
     this.#backoff.reset();
     this.#log.info({ broker: conn.address, producerName: this.#name, resend: this.#inflight.length }, 'producer connected');
     for (const batch of this.#inflight) this.#write(batch);
@@ -328,6 +342,7 @@ export class PartitionProducer {
 
   #onEvent(call: grpc.ClientDuplexStream<ProducerCommand, ProducerEvent__Output>, ev: ProducerEvent__Output): void {
     if (call !== this.#call) return;
+    this.#heardAt = this.#ctx.clock.now();
     switch (ev.event) {
       case 'opened':
         this.#requests.resolve(ev.opened!.requestId, ev);
@@ -674,6 +689,7 @@ export class PartitionProducer {
   }
 
   #shutdown(err: ClientError): void {
+    this.#watch.stop();
     if (this.#batchTimer) clearTimeout(this.#batchTimer);
     if (this.#timeoutTimer) clearInterval(this.#timeoutTimer);
     this.#batchTimer = this.#timeoutTimer = undefined;

@@ -64,6 +64,13 @@ export interface OwnershipView {
    * the bundle is not owned here at this moment (the topic must not load).
    */
   topicSignal?(topic: TopicName): Promise<AbortSignal | undefined>;
+  /**
+   * Checks the metadata session against the clock now, so that a process that was frozen (SIGSTOP, a
+   * long GC pause) notices the loss before it serves anything queued while it slept: its I/O runs
+   * before the timer that would notice. False when the session is lost; the loss handling (every
+   * bundle's signal aborted, so their topics close and tell their clients) has then run synchronously.
+   */
+  checkSession?(): boolean;
 }
 
 /** One broker owns everything (standalone, and until the ownership issue lands). */

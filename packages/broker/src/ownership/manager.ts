@@ -209,6 +209,11 @@ export class OwnershipManager implements OwnershipView {
     }
   }
 
+  checkSession(): boolean {
+    if (!this.started || this.stopController.signal.aborted) return true;
+    return this.session?.isAlive() ?? false;
+  }
+
   /**
    * Without a live session this broker's view of ownership is stale and its metadata calls may hang (cut
    * off from etcd): it answers no lookup, so the client asks another broker at once.

@@ -61,12 +61,22 @@ export class BrokerService {
   }
 
   /**
+   * False once this broker's metadata session is lost (checked against the clock: a broker woken from
+   * a pause finds out here, before it serves a command queued meanwhile); by then every topic it
+   * owned is closing and its clients have been told. Client-facing commands check it first.
+   */
+  serving(): boolean {
+    return this.ownership.checkSession?.() ?? true;
+  }
+
+  /**
    * The loaded topic, loading it if needed. `create`: allow creating a persistent topic that does not
    * exist (producers and consumers do, subject to allowAutoTopicCreation; admin lookups do not);
    * `'explicit'`: an admin's create, allowed whatever allowAutoTopicCreation says.
    */
   async getTopic(name: TopicName, options: { create: boolean | 'explicit' }): Promise<Topic> {
     if (this.stopped) throw new ServiceNotReadyError('broker is stopping');
+    if (!this.serving()) throw new ServiceNotReadyError('this broker lost its metadata session; look the topic up again');
     const key = name.toString();
     const loaded = this.topics.get(key);
     if (loaded) {

@@ -31,6 +31,8 @@ class NpSubscription implements TopicSubscription {
   }
   async ack(): Promise<void> {}
   async ackBatchIndexes(): Promise<void> {}
+  /** Nothing is persisted on a non-persistent topic: an ack receipt is given at once. */
+  async persistAcks(): Promise<void> {}
   nack(): void {}
   redeliverUnacknowledged(): void {}
   async seek(): Promise<never> {
@@ -171,7 +173,7 @@ export class NonPersistentTopic implements Topic {
     return {
       consumer,
       subscription: {
-        name, flow: (c, n) => s.flow(c, n), ack: () => s.ack(), ackBatchIndexes: () => s.ackBatchIndexes(), nack: () => s.nack(), redeliverUnacknowledged: () => s.redeliverUnacknowledged(),
+        name, flow: (c, n) => s.flow(c, n), ack: () => s.ack(), ackBatchIndexes: () => s.ackBatchIndexes(), persistAcks: () => s.persistAcks(), nack: () => s.nack(), redeliverUnacknowledged: () => s.redeliverUnacknowledged(),
         seek: () => s.seek(),
         removeConsumer: (c) => {
           s.removeConsumer(c);

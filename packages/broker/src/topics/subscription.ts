@@ -2,7 +2,7 @@ import { crc32c } from '@node-rs/crc32';
 import type { Clock, Logger } from '@strata/runtime';
 import { decodeEnvelope } from './codec.js';
 import { Consumer, type DispatchEntry, type SubscriptionType } from './consumer.js';
-import { ConsumerBusyError, InvalidRequestError } from '../errors.js';
+import { AckNotDurableError, ConsumerBusyError, InvalidRequestError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
 import { RateMeter } from './rate.js';
 import {
@@ -237,6 +237,28 @@ export class Subscription {
     for (const k of this.redeliveryCounts.keys()) if (this.redeliver.has(k) === false && !this.isPendingAnywhere(k)) this.redeliveryCounts.delete(k);
     for (const [k, e] of this.batchAcks) if (comparePositions(e.position, upTo) <= 0) this.batchAcks.delete(k);
     await this.cursor.ackCumulative(upTo);
+  }
+
+  /**
+   * Resolves once the cursor state that includes these (already applied) acks is persisted: the ack
+   * receipt of Ack.durable. A flush in progress may predate them, so this waits for it and then for
+   * the next one (Cursor.flush coalesces concurrent callers). Rejects with AckNotDurableError when an
+   * individually acked position lies above the persisted ranges (maxAckedRangesPersisted), since a
+   * crash would bring it back; with the fencing error when another broker took the topic.
+   */
+  async persistAcks(positions: Position[], cumulative: boolean): Promise<void> {
+    if (!this.cursor.durable || positions.length === 0) return;
+    await this.cursor.flush();
+    const notPersisted = this.cursor.stats().ackedRangesNotPersisted;
+    if (cumulative || notPersisted === 0) return;
+    const ranges = this.cursor.ackedRanges();
+    const persisted = ranges.slice(0, Math.max(0, ranges.length - notPersisted));
+    const md = this.cursor.markDeletePosition;
+    for (const p of positions) {
+      if (comparePositions(p, md) <= 0) continue;
+      const inside = persisted.some((r) => comparePositions(r.from, p) <= 0 && comparePositions(p, r.to) <= 0);
+      if (!inside) throw new AckNotDurableError(`ack of ${p.ledgerId}:${p.entryId} is above the ${persisted.length} individually acked ranges persisted; acknowledge the earlier messages first`);
+    }
   }
 
   /** Negative ack: redeliver these entries after the consumer's nack delay. */

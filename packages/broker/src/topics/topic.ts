@@ -96,6 +96,8 @@ export interface TopicSubscription {
   flow(consumer: Consumer, permits: number): void;
   ack(consumer: Consumer, positions: Position[], cumulative: boolean): Promise<void>;
   ackBatchIndexes(consumer: Consumer, acks: readonly BatchIndexAck[]): Promise<void>;
+  /** Resolves once the cursor state that includes these applied acks is persisted (ack receipts). */
+  persistAcks(positions: Position[], cumulative: boolean): Promise<void>;
   nack(consumer: Consumer, positions: Position[]): void;
   redeliverUnacknowledged(consumer: Consumer, positions: Position[]): void;
   /** `after`: the entry after that position (pulsar-client's seek to a message id). */
@@ -515,6 +517,7 @@ export class PersistentTopic implements Topic {
       flow: (c, n) => sub.flow(c, n),
       ack: (c, p, cumulative) => sub.ack(c, p, cumulative),
       ackBatchIndexes: (c, acks) => sub.ackBatchIndexes(c, acks),
+      persistAcks: (p, cumulative) => sub.persistAcks(p, cumulative),
       nack: (c, p) => sub.nack(c, p),
       redeliverUnacknowledged: (c, p) => sub.redeliverUnacknowledged(c, p),
       removeConsumer: (c) => sub.removeConsumer(c),

@@ -2,7 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { asStrataError, ErrorCode, type Logger } from '@strata/runtime';
 import type { BrokerService } from '../topics/broker-service.js';
 import type { Consumer, DispatchEntry, SubscriptionType } from '../topics/consumer.js';
-import { InvalidRequestError } from '../errors.js';
+import { InvalidRequestError, ServiceNotReadyError } from '../errors.js';
 import type { ConsumerCommand__Output } from '../generated/strata/broker/v1/ConsumerCommand.js';
 import type { ConsumerEvent } from '../generated/strata/broker/v1/ConsumerEvent.js';
 import type { MessageId__Output } from '../generated/strata/broker/v1/MessageId.js';
@@ -176,6 +176,14 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
   };
 
   const handle = async (cmd: ConsumerCommand__Output) => {
+    // A broker woken after losing its session closes its topics here (their consumers are told),
+    // before it serves a command that waited while it was frozen.
+    if (cmd.command !== 'subscribe' && !ctx.service.serving()) {
+      const requestId = (cmd[cmd.command as keyof ConsumerCommand__Output] as { requestId?: number } | undefined)?.requestId ?? 0;
+      fail(requestId, new ServiceNotReadyError('this broker lost its metadata session; look the topic up again'));
+      finish('this broker lost its metadata session');
+      return;
+    }
     switch (cmd.command) {
       case 'subscribe':
         return onSubscribe(cmd.subscribe as Subscribe__Output);
@@ -193,9 +201,20 @@ export function handleConsume(call: Call, ctx: ConsumerStreamContext): void {
           // A message of a batch acked on its own (batchIndexAckEnabled) names its index and batch size.
           const single = (id: MessageId__Output) => !cumulative && id.batchIndex >= 0 && id.batchSize > 1;
           const batchIndexAcks = all.filter(single);
-          await s.ack(c, ids(batchIndexAcks.length > 0 ? all.filter((id) => !single(id)) : all), cumulative);
+          const positions = ids(batchIndexAcks.length > 0 ? all.filter((id) => !single(id)) : all);
+          await s.ack(c, positions, cumulative);
           if (batchIndexAcks.length > 0) {
             await s.ackBatchIndexes(c, ids(batchIndexAcks).map((position, i) => ({ position, index: batchIndexAcks[i]!.batchIndex, size: batchIndexAcks[i]!.batchSize })));
+          }
+          if (cmd.ack?.durable) {
+            // An ack receipt: answered once the cursor flush that includes it is done. Waited for off
+            // the command chain, so flow and other acks go on meanwhile and concurrent receipts share
+            // one flush. Bounded by the stream's outstanding requests (the client's own limit).
+            s.persistAcks(positions, cumulative).then(
+              () => { if (requestId) write({ success: { requestId } }); },
+              (err: unknown) => fail(requestId, err),
+            );
+            return;
           }
           if (requestId) write({ success: { requestId } });
         } catch (err) {

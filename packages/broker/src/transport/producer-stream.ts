@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { asStrataError, ErrorCode, type Logger } from '@strata/runtime';
 import type { BrokerService } from '../topics/broker-service.js';
-import { InvalidRequestError, TooManyRequestsError } from '../errors.js';
+import { InvalidRequestError, ServiceNotReadyError, TooManyRequestsError } from '../errors.js';
 import type { ProducerCommand__Output } from '../generated/strata/broker/v1/ProducerCommand.js';
 import type { ProducerEvent } from '../generated/strata/broker/v1/ProducerEvent.js';
 import type { SendBatch__Output } from '../generated/strata/broker/v1/SendBatch.js';
@@ -211,6 +211,12 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
       item.error = error;
       flush();
     };
+    if (!ctx.service.serving()) {
+      // Woken after losing the session: the topic closed just now (the producer was told); never store.
+      settle(undefined, new ServiceNotReadyError('this broker lost its metadata session; look the topic up again'));
+      finish('this broker lost its metadata session');
+      return;
+    }
     try {
       if (!producer || !topic) throw new InvalidRequestError('send before the producer was opened');
       if (failed) throw new TooManyRequestsError(`producer is failing after ${failed.code}; reconnect and resend`);

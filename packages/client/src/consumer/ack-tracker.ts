@@ -23,7 +23,7 @@ export interface AckChannel {
   /** Throws when too many requests are outstanding. */
   startRequest(): { id: number; promise: Promise<unknown> };
   /** Only called while connected. */
-  writeAck(ack: { messageIds: WireEntryId[]; cumulative: boolean; requestId: number }): void;
+  writeAck(ack: { messageIds: WireEntryId[]; cumulative: boolean; requestId: number; durable: boolean }): void;
 }
 
 interface EntryAcks {
@@ -55,12 +55,21 @@ export class AckTracker {
   #flushScheduled = false;
 
   readonly #batchIndexAck: boolean;
+  readonly #receipts: boolean;
 
-  constructor(partition: number, channel: AckChannel, log: Logger, batchIndexAck = false) {
+  /**
+   * `batchIndexAck`: batchIndexAckEnabled, an ack of a message of a batch not wholly acked goes to the
+   * broker too. `receipts`: ackReceiptEnabled, the broker confirms an ack once it is persisted
+   * (Ack.durable). Without batch index acks, the ack of a message of a batch whose other messages are not
+   * all acked resolves locally: nothing is sent for it, and the entry's receipt comes with the ack that
+   * completes it. Waiting there instead would deadlock the common `await consumer.acknowledge(m)` loop.
+   */
+  constructor(partition: number, channel: AckChannel, log: Logger, options: { batchIndexAck?: boolean; receipts?: boolean } = {}) {
     this.#partition = partition;
     this.#channel = channel;
     this.#log = log;
-    this.#batchIndexAck = batchIndexAck;
+    this.#batchIndexAck = options.batchIndexAck ?? false;
+    this.#receipts = options.receipts ?? false;
   }
 
   /**
@@ -147,7 +156,7 @@ export class AckTracker {
         this.#log.warn({ err }, 'too many outstanding requests; acks wait');
         return;
       }
-      this.#channel.writeAck({ messageIds: group.map((a) => a.id), cumulative: first.cumulative, requestId: req.id });
+      this.#channel.writeAck({ messageIds: group.map((a) => a.id), cumulative: first.cumulative, requestId: req.id, durable: this.#receipts });
       req.promise.then(
         () => group.forEach((a) => a.resolve()),
         (err: unknown) => {

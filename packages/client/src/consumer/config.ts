@@ -78,12 +78,18 @@ export interface ConsumerOptions<TConsumer> {
   keySharedPolicy?: KeySharedPolicy;
   /** Strata extension: how often topicsPattern is re-listed. Default 60000. */
   patternAutoDiscoveryPeriodMs?: number;
+  /**
+   * pulsar-client's ack receipts: an acknowledge() promise resolves only once the broker persisted the
+   * cursor state that includes it, so a confirmed ack is never redelivered after any crash. Default false:
+   * it resolves when the broker applied it, and a crash may redeliver up to the cursor flush interval.
+   */
+  ackReceiptEnabled?: boolean;
 }
 
 const SUPPORTED_CONSUMER_OPTIONS = new Set([
   'topic', 'topics', 'topicsPattern', 'subscription', 'subscriptionType', 'subscriptionInitialPosition', 'ackTimeoutMs',
   'nAckRedeliverTimeoutMs', 'receiverQueueSize', 'consumerName', 'properties', 'listener', 'deadLetterPolicy',
-  'batchReceivePolicy', 'keySharedPolicy', 'patternAutoDiscoveryPeriodMs', 'regexSubscriptionMode', 'batchIndexAckEnabled', 'enableRetry',
+  'batchReceivePolicy', 'keySharedPolicy', 'patternAutoDiscoveryPeriodMs', 'regexSubscriptionMode', 'batchIndexAckEnabled', 'enableRetry', 'ackReceiptEnabled',
 ]);
 const KNOWN_UNSUPPORTED: Record<string, string> = {
   receiverQueueSizeAcrossPartitions: 'the receiver queue is per partition (receiverQueueSize)',
@@ -119,11 +125,18 @@ export interface CompiledConsumerConfig<TConsumer> {
   batch: { maxNumMessages: number; maxNumBytes: number; timeoutMs: number };
   keyShared: { mode: string; ranges: { start: number; end: number }[]; allowOutOfOrderDelivery: boolean } | undefined;
   patternAutoDiscoveryPeriodMs: number;
+  ackReceipt: boolean;
 }
 
 function int(v: unknown, key: string, def: number, min: number, max: number): number {
   if (v === undefined) return def;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw configError(`${key} must be an integer in [${min}, ${max}], got ${String(v)}`);
+  return v;
+}
+
+function bool(v: unknown, key: string): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw configError(`${key} must be a boolean, got ${String(v)}`);
   return v;
 }
 
@@ -241,5 +254,6 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
       allowOutOfOrderDelivery: ks?.allowOutOfOrderDelivery ?? false,
     } : undefined,
     patternAutoDiscoveryPeriodMs: int(c.patternAutoDiscoveryPeriodMs, 'patternAutoDiscoveryPeriodMs', 60_000, 100, 24 * 3600_000),
+    ackReceipt: bool(c.ackReceiptEnabled, 'ackReceiptEnabled'),
   };
 }

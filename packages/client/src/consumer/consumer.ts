@@ -62,6 +62,7 @@ export class Consumer implements MessageSink, AsyncIterable<Message> {
       keyShared: cfg.keyShared,
       maxRedeliverCount: cfg.deadLetter?.maxRedeliverCount,
       batchIndexAck: cfg.batchIndexAck,
+      ackReceipt: cfg.ackReceipt,
     }, this, host, this.#log);
     this.#queue = new ReceiverQueue(ctx.clock, (m) => this.#handOut(m));
     this.#ackTimeouts = new AckTimeouts(ctx.clock, cfg.ackTimeoutMs, this.#log);

@@ -12,6 +12,7 @@ import type { DeliveredEntry__Output } from '../generated/strata/broker/v1/Deliv
 import { unary } from '../connection.js';
 import type { Logger } from '../logger.js';
 import { Message, MessageId } from '../message.js';
+import { OwnershipWatch } from '../ownership-watch.js';
 import { decodeMessageBatch } from '../protocol.js';
 import { Backoff, PendingRequests, reconnectLoop, sleep } from '../util.js';
 import { AckTracker } from './ack-tracker.js';
@@ -32,6 +33,8 @@ export interface SubscriptionSpec {
   maxRedeliverCount: number | undefined;
   /** Send acks of single messages of a batch to the broker (batchIndexAckEnabled). */
   batchIndexAck: boolean;
+  /** ackReceiptEnabled: acks are confirmed once durable on the broker (readers: never). */
+  ackReceipt?: boolean;
 }
 
 /** What a TopicConsumer hands its owner (Consumer or Reader). */
@@ -80,6 +83,10 @@ export class TopicConsumer {
   /** Where a reader seeked to (resume point until it takes a message). */
   #seekStart: MessageId | undefined;
   #closeWaiter: Promise<void> | undefined;
+  /** When the stream last said anything, and since when a request waits (for the ownership watch). */
+  #heardAt = 0;
+  #waitingSince = 0;
+  readonly #watch: OwnershipWatch;
 
   constructor(ctx: ClientContext, spec: SubscriptionSpec, sink: MessageSink, topic: string, partition: number) {
     this.#ctx = ctx;
@@ -93,9 +100,25 @@ export class TopicConsumer {
     this.#acks = new AckTracker(partition, {
       isConnected: () => this.isConnected(),
       isClosed: () => this.isClosed,
-      startRequest: () => this.#requests.start(),
+      startRequest: () => this.#startRequest(),
       writeAck: (ack) => this.#call!.write({ ack }),
-    }, this.#log, spec.batchIndexAck);
+    }, this.#log, { batchIndexAck: spec.batchIndexAck, receipts: spec.ackReceipt ?? false });
+    // Requests unanswered (or the stream silent, then the owner probed) past the threshold: if
+    // another broker owns the topic now, subscribe there.
+    this.#watch = new OwnershipWatch(ctx, topic, {
+      owner: () => (this.isConnected() ? this.#ownerAddress : undefined),
+      stalledSince: () => (this.#requests.size > 0 ? Math.max(this.#heardAt, this.#waitingSince) : undefined),
+      silentSince: () => this.#heardAt,
+      moveTo: (address) => {
+        const call = this.#call;
+        if (call) this.#onStreamEnd(call, new ClientError(ClientErrorCode.UNAVAILABLE, 'moving to the topic\'s new owner'), address);
+      },
+    }, this.#log);
+  }
+
+  #startRequest(): { id: number; promise: Promise<ConsumerEvent__Output> } {
+    if (this.#requests.size === 0) this.#waitingSince = this.#ctx.clock.now();
+    return this.#requests.start();
   }
 
   isConnected(): boolean {
@@ -111,6 +134,7 @@ export class TopicConsumer {
     for (;;) {
       try {
         await this.#connectOnce(undefined);
+        this.#watch.start();
         return;
       } catch (err) {
         const e = fromGrpcError(err);
@@ -127,7 +151,7 @@ export class TopicConsumer {
     const address = redirect ?? (await this.#ctx.pool.lookup(this.topic));
     const conn = await this.#ctx.pool.connect(address);
     if (this.isClosed) return;
-    this.#ownerAddress = address;
+    this.#ownerAddress = conn.address;
     const call = conn.broker.Consume();
     this.#call = call;
     call.on('data', (ev: ConsumerEvent__Output) => this.#onEvent(call, ev));
@@ -172,6 +196,7 @@ export class TopicConsumer {
     this.#sink.purge(this);
     this.#owed = 0;
     this.#state = 'ready';
+    this.#heardAt = this.#ctx.clock.now();
     this.#backoff.reset();
     call.write({ flow: { permits: this.#spec.receiverQueueSize } });
     this.#log.info({ broker: conn.address }, 'consumer subscribed');
@@ -180,6 +205,7 @@ export class TopicConsumer {
 
   #onEvent(call: grpc.ClientDuplexStream<ConsumerCommand, ConsumerEvent__Output>, ev: ConsumerEvent__Output): void {
     if (call !== this.#call) return;
+    this.#heardAt = this.#ctx.clock.now();
     switch (ev.event) {
       case 'subscribed':
         this.#requests.resolve(ev.subscribed!.requestId, ev);
@@ -323,7 +349,7 @@ export class TopicConsumer {
 
   async #request(command: ConsumerCommand, op: string): Promise<ConsumerEvent__Output> {
     if (!this.isConnected()) throw operationError(op, this.isClosed ? ClientErrorCode.ALREADY_CLOSED : ClientErrorCode.UNAVAILABLE, 'not connected');
-    const { id, promise } = this.#requests.start();
+    const { id, promise } = this.#startRequest();
     const key = Object.keys(command)[0] as keyof ConsumerCommand;
     this.#call!.write({ [key]: { ...(command[key] as object), requestId: id } });
     try {
@@ -360,6 +386,7 @@ export class TopicConsumer {
 
   async #close(): Promise<void> {
     this.#stopped.abort();
+    this.#watch.stop();
     if (this.#state === 'closed') return;
     if (this.isConnected()) {
       this.#acks.flush();
