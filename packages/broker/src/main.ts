@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { BookieLedgerClient, type LedgerClient } from '@strata/bookie';
-import { createMetadataStore, type MetadataStore } from '@strata/coordinator';
+import { createMetadataStore, type MetadataStore, type Watcher } from '@strata/coordinator';
 import {
   field, Lifecycle, LOG_LEVELS, loadProtos, Random, ServiceHost, systemClock, type CallGate, type Clock, type Component, type ConfigValues, type Logger,
 } from '@strata/runtime';
@@ -108,6 +108,7 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
   let metadata = deps.metadata;
   let ledgerClient = deps.ledgerClient;
   let service: BrokerService | undefined;
+  let policiesWatch: Watcher | undefined;
   let ownership: OwnershipManager | undefined;
   /** Set by the last component: readiness may follow the metadata session from then on. */
   let started = false;
@@ -177,8 +178,11 @@ export async function startBroker(config: BrokerConfig, deps: BrokerDeps): Promi
           maxLedgerAgeMs: config.managedLedgerMaxAgeMs, minLedgerRolloverMs: config.managedLedgerMinRolloverMs,
         },
       }, { clock, random, logger, metrics });
+      const running = service;
+      policiesWatch = await resources.watchPolicies((ns, p) => void running.applyPolicies(ns, p).catch((err: unknown) => logger.warn({ err, namespace: ns }, 'applying new namespace policies failed')));
     },
     stop: async () => {
+      await policiesWatch?.close();
       await service?.stop();
       await factory?.stop();
     },

@@ -14,8 +14,8 @@ const TOP_LEVEL: Record<string, Room> = {
   'main.ts': 'root', 'index.ts': 'root',
   'errors.ts': 'shared', 'names.ts': 'shared', 'metrics.ts': 'shared', 'grpc-unary.ts': 'shared',
 };
-type Room = 'root' | 'testing' | 'admin' | 'transport' | 'topics' | 'resources' | 'ownership' | 'storage' | 'security' | 'shared' | 'generated';
-const ROOMS = new Set<string>(['testing', 'admin', 'transport', 'topics', 'resources', 'ownership', 'storage', 'security', 'generated']);
+type Room = 'root' | 'testing' | 'admin' | 'transport' | 'topics' | 'resources' | 'ownership' | 'storage' | 'security' | 'policies' | 'shared' | 'generated';
+const ROOMS = new Set<string>(['testing', 'admin', 'transport', 'topics', 'resources', 'ownership', 'storage', 'security', 'policies', 'generated']);
 
 /**
  * The allowed direction (besides imports inside a room): transport and admin sit on topics; topics on
@@ -25,14 +25,16 @@ const ROOMS = new Set<string>(['testing', 'admin', 'transport', 'topics', 'resou
 const ALLOWED: Record<Room, readonly Room[] | 'any'> = {
   root: 'any',
   testing: ['root', 'shared', 'generated'],
-  admin: ['topics', 'resources', 'ownership', 'shared', 'generated'],
+  admin: ['topics', 'resources', 'ownership', 'policies', 'shared', 'generated'],
   transport: ['topics', 'storage', 'shared', 'generated'],
-  topics: ['resources', 'ownership', 'storage', 'shared', 'generated'],
-  resources: ['ownership', 'shared', 'generated'],
+  topics: ['resources', 'ownership', 'storage', 'policies', 'shared', 'generated'],
+  resources: ['ownership', 'policies', 'shared', 'generated'],
   ownership: ['shared', 'generated'],
   storage: [],
   // The call gate's providers (decision 0090): only the root builds the gate from them.
   security: [],
+  // Tenancy limits (rate limiters): mechanisms the topics and the resources' validation use.
+  policies: [],
   shared: ['shared', 'generated'],
   generated: ['generated'],
 };

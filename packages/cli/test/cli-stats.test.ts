@@ -121,10 +121,12 @@ describe('tables and policies', () => {
   it('changes only the policies given and checks quorums', () => {
     const current = {
       deduplicationEnabled: false, retentionTimeMinutes: 0, retentionSizeMb: 0, messageTtlSeconds: 0, bundles: 4,
-      ensembleSize: 2, writeQuorum: 2, ackQuorum: 2,
+      ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, publishRateMsgsPerSecond: 0, publishRateBytesPerSecond: 0,
     };
     const next = mergePolicies(current, { retentionTimeMinutes: '-1', deduplication: 'true' });
     expect(next).toEqual({ ...current, retentionTimeMinutes: -1, deduplicationEnabled: true });
+    expect(mergePolicies(current, { msgPublishRate: '500' })).toEqual({ ...current, publishRateMsgsPerSecond: 500 });
+    expect(() => mergePolicies(current, { bytePublishRate: '-5' })).toThrow(/--byte-publish-rate must be >= 0/);
     expect(() => mergePolicies(current, {})).toThrow(/at least one policy/);
     expect(() => mergePolicies(current, { ackQuorum: '3' })).toThrow(/ensemble >= write quorum >= ack quorum/);
     expect(() => mergePolicies(current, { deduplication: 'yes' })).toThrow(/true or false/);

@@ -118,6 +118,8 @@ function fromMessage(p: NamespacePolicies__Output): Partial<NamespacePolicies> {
   out.ensembleSize = p.ensembleSize;
   out.writeQuorum = p.writeQuorum;
   out.ackQuorum = p.ackQuorum;
+  out.publishRateMsgsPerSecond = p.publishRateMsgsPerSecond;
+  out.publishRateBytesPerSecond = p.publishRateBytesPerSecond;
   return out;
 }
 

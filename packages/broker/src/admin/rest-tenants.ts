@@ -52,6 +52,8 @@ interface PulsarPolicies {
   deduplicationEnabled?: boolean;
   persistence?: PersistencePolicies;
   replication_clusters?: string[];
+  /** Per cluster, as Pulsar keys it. */
+  publishMaxMessageRate?: Record<string, { publishThrottlingRateInMsg: number; publishThrottlingRateInByte: number }>;
 }
 interface RetentionPolicies { retentionTimeInMinutes: number; retentionSizeInMB: number }
 interface PersistencePolicies { bookkeeperEnsemble: number; bookkeeperWriteQuorum: number; bookkeeperAckQuorum: number; managedLedgerMaxMarkDeleteRate: number }
@@ -72,6 +74,8 @@ function toPulsar(namespace: string, p: NamespacePolicies, cluster: string): Pul
   };
   if (p.messageTtlSeconds > 0) out.message_ttl_in_seconds = p.messageTtlSeconds;
   if (p.ensembleSize > 0) out.persistence = persistenceOf(p) as PersistencePolicies;
+  const rate = publishRateOf(p);
+  if (rate) out.publishMaxMessageRate = { [cluster]: rate };
   return out;
 }
 
@@ -99,6 +103,22 @@ function persistenceFrom(body: unknown): Pick<NamespacePolicies, 'ensembleSize' 
   return {
     ensembleSize: int(body.bookkeeperEnsemble, 'bookkeeperEnsemble'), writeQuorum: int(body.bookkeeperWriteQuorum, 'bookkeeperWriteQuorum'),
     ackQuorum: int(body.bookkeeperAckQuorum, 'bookkeeperAckQuorum'),
+  };
+}
+
+function publishRateOf(p: NamespacePolicies): { publishThrottlingRateInMsg: number; publishThrottlingRateInByte: number } | undefined {
+  const msgs = p.publishRateMsgsPerSecond ?? 0;
+  const bytes = p.publishRateBytesPerSecond ?? 0;
+  if (msgs === 0 && bytes === 0) return undefined;
+  return { publishThrottlingRateInMsg: msgs || -1, publishThrottlingRateInByte: bytes || -1 };
+}
+
+function publishRateFrom(body: unknown): Pick<NamespacePolicies, 'publishRateMsgsPerSecond' | 'publishRateBytesPerSecond'> {
+  if (!isObject(body)) throw bodyError('a PublishRate object {"publishThrottlingRateInMsg": n, "publishThrottlingRateInByte": n}');
+  const limit = (v: unknown, what: string) => Math.max(0, int(v ?? -1, what));
+  return {
+    publishRateMsgsPerSecond: limit(body.publishThrottlingRateInMsg, 'publishThrottlingRateInMsg'),
+    publishRateBytesPerSecond: limit(body.publishThrottlingRateInByte, 'publishThrottlingRateInByte'),
   };
 }
 
@@ -191,5 +211,7 @@ export function namespaceEndpoints({ ops, ctx, endpoint }: RestTools): HttpEndpo
       return { deduplicationEnabled: b };
     }, { deduplicationEnabled: false }),
     ...policy('persistence', persistenceOf, persistenceFrom, { ensembleSize: 0, writeQuorum: 0, ackQuorum: 0 }),
+    // Pulsar's PublishRate: each topic's limit; -1 (or 0) in a field is no limit; unset answers 204.
+    ...policy('publishRate', publishRateOf, publishRateFrom, { publishRateMsgsPerSecond: 0, publishRateBytesPerSecond: 0 }),
   ];
 }

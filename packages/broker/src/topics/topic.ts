@@ -13,6 +13,7 @@ import { Producer, type AccessMode, type ProducerSink, type PublishResult } from
 import { RateMeter } from './rate.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { NamespacePolicies } from '../resources/namespace-resources.js';
+import { PublishRateLimiter } from '../policies/publish-rate.js';
 import type { ConsumerSink } from './consumer.js';
 import { comparePositions, type Cursor, type InitialPosition, type ManagedLedger, type Position } from '../storage/index.js';
 import { Subscription, type BatchIndexAck } from './subscription.js';
@@ -69,6 +70,8 @@ export interface Topic {
   readonly persistent: boolean;
   /** Resolves when the topic is closed (unloaded, deleted, or its storage lost). */
   readonly closedSignal: AbortSignal;
+  /** Its publish rate limit, if it has one (persistent topics). */
+  readonly publishRate?: PublishRateLimiter;
   addProducer(options: { name: string; accessMode: AccessMode; sink: ProducerSink; address: string }): Producer;
   /**
    * WAIT_FOR_EXCLUSIVE: resolves when the topic has no producer (FIFO among waiters, at most
@@ -121,6 +124,8 @@ export class PersistentTopic implements Topic {
   private readonly closer = new AbortController();
   private readonly logger: Logger;
   private readonly rateIn: RateMeter;
+  /** The namespace's publish rate limit for this topic (Pulsar's publishRate); the producer streams obey it. */
+  readonly publishRate: PublishRateLimiter;
   private dedupEnabled: boolean;
   private dedupCursor: Cursor | undefined;
   /** Dedup: highest sequence id per producer, of entries stored (persisted) and of entries sent to storage (pushed). */
@@ -141,6 +146,7 @@ export class PersistentTopic implements Topic {
     this.logger = options.logger.child({ component: 'topic', topic: name.toString() });
     this.rateIn = new RateMeter(options.clock);
     this.dedupEnabled = policies.deduplicationEnabled;
+    this.publishRate = new PublishRateLimiter(policies.publishRateMsgsPerSecond ?? 0, policies.publishRateBytesPerSecond ?? 0, options.clock);
   }
 
   get closedSignal(): AbortSignal {
@@ -424,8 +430,9 @@ export class PersistentTopic implements Topic {
     this.logger.info({ reason }, 'topic closed');
   }
 
-  /** Applies new namespace policies to the loaded topic (dedup on/off). */
+  /** Applies new namespace policies to the loaded topic (publish rate, dedup on/off). */
   async applyPolicies(policies: NamespacePolicies): Promise<void> {
+    this.publishRate.update(policies.publishRateMsgsPerSecond ?? 0, policies.publishRateBytesPerSecond ?? 0);
     if (policies.deduplicationEnabled === this.dedupEnabled) return;
     if (policies.deduplicationEnabled) {
       await this.recoverDedup();

@@ -123,13 +123,33 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
 
   const cleanup = () => {
     streamGone.abort();
+    if (throttleTimer) clearTimeout(throttleTimer);
     if (producer && topic) topic.removeProducer(producer);
     ctx.limiter.forget(resume);
+  };
+
+  // Publish rate limit: a stream whose topic's bucket is in debt stays paused until it is paid.
+  let throttleTimer: NodeJS.Timeout | undefined;
+  const throttle = (waitMs: number) => {
+    if (!paused) {
+      paused = true;
+      call.pause();
+    }
+    if (throttleTimer) clearTimeout(throttleTimer);
+    throttleTimer = setTimeout(() => {
+      throttleTimer = undefined;
+      resume();
+    }, waitMs);
   };
 
   const resume = () => {
     if (!paused || ended) return;
     if (queue.length >= ctx.maxPendingPerProducer) return;
+    const debt = topic?.publishRate?.waitMs() ?? 0;
+    if (debt > 0) {
+      throttle(debt);
+      return;
+    }
     if (ctx.limiter.full()) {
       ctx.limiter.whenFree(resume);
       return;
@@ -226,6 +246,8 @@ export function handleProduce(call: Call, ctx: ProducerStreamContext): void {
         (r) => settle(r, undefined),
         (err: unknown) => settle(undefined, err),
       );
+      const waitMs = topic.publishRate?.charge(item.messages, item.bytes) ?? 0;
+      if (waitMs > 0) throttle(waitMs);
     } catch (err) {
       settle(undefined, err);
     }

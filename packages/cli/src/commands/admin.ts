@@ -23,6 +23,8 @@ export interface PolicyFlags {
   ensembleSize?: string;
   writeQuorum?: string;
   ackQuorum?: string;
+  msgPublishRate?: string;
+  bytePublishRate?: string;
 }
 
 function intFlag(flag: string, v: string, min: number): number {
@@ -49,6 +51,8 @@ export function mergePolicies(current: NamespacePolicies, flags: PolicyFlags): N
     ['ensembleSize', 'ensembleSize', '--ensemble-size', 1],
     ['writeQuorum', 'writeQuorum', '--write-quorum', 1],
     ['ackQuorum', 'ackQuorum', '--ack-quorum', 1],
+    ['msgPublishRate', 'publishRateMsgsPerSecond', '--msg-publish-rate', 0],
+    ['bytePublishRate', 'publishRateBytesPerSecond', '--byte-publish-rate', 0],
   ];
   for (const [flag, field, name, min] of ints) {
     const v = flags[flag];
@@ -78,6 +82,8 @@ export function renderPolicies(p: NamespacePolicies): string {
     ['message TTL (s)', p.messageTtlSeconds === 0 ? 'none' : p.messageTtlSeconds],
     ['bundles', p.bundles],
     ['ensemble / write / ack', `${p.ensembleSize} / ${p.writeQuorum} / ${p.ackQuorum}`],
+    ['publish rate per topic', p.publishRateMsgsPerSecond || p.publishRateBytesPerSecond
+      ? `${p.publishRateMsgsPerSecond || 'any'} msg/s, ${p.publishRateBytesPerSecond || 'any'} B/s` : 'no limit'],
   ]);
 }
 

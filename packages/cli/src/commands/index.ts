@@ -262,7 +262,9 @@ function registerAdmin(program: Command, io: CliIo, command: ReturnType<typeof c
     .option('--message-ttl-seconds <n>', '0 = no TTL')
     .option('--ensemble-size <n>', 'bookies per ledger')
     .option('--write-quorum <n>', 'copies of each entry')
-    .option('--ack-quorum <n>', 'acknowledgements per entry'), async (api, flags, name) => {
+    .option('--ack-quorum <n>', 'acknowledgements per entry')
+    .option('--msg-publish-rate <n>', "each topic's publish limit, messages/s (0 = none)")
+    .option('--byte-publish-rate <n>', "each topic's publish limit, bytes/s (0 = none)"), async (api, flags, name) => {
     const namespace = checkNamespace(name as string);
     const next = mergePolicies(await api.getPolicies(namespace), flags as PolicyFlags);
     await api.setPolicies(namespace, next);
