@@ -1,16 +1,13 @@
 // `strata standalone` (the built bin, a real process) on free ports except one this test holds: it must
 // say in one line which port is taken and which flag moves it, and exit non-zero, with no stray lines
 // (no grpc-js "E No address added ..." line, no JSON stack).
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBin } from './run-bin.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const bin = join(root, 'packages', 'cli', 'dist', 'bin.js');
 
 function listen(): Promise<Server> {
   return new Promise((resolve, reject) => {
@@ -28,20 +25,7 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-function runStandalone(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, 'standalone', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const runStandalone = (args: string[], timeoutMs?: number) => runBin(['standalone', ...args], timeoutMs);
 
 let dir = '';
 let held: Server;
