@@ -1,5 +1,5 @@
 // The robustness suite, short form (docs/robustness.md): a real cluster of processes (3 etcd members,
-// 3 bookies, a coordinator, 3 brokers; E=W=A=2, dedup on), a workload on every subscription type, and
+// 3 bookies, 2 coordinators (leader + standby), 3 brokers; E=W=A=2, dedup on), a workload on every subscription type, and
 // one fault schedule per test drawn from STRATA_SEED; the broker faults aim at the owner of the
 // scenario's topic. Replay: STRATA_SEED=<n> npx vitest run test/cluster-robustness.test.ts
 import { Client } from '@strata/client';
@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { etcdCutUnavailable, leftoverIptablesRules, ProcessCluster } from './harness/process-cluster.js';
 import {
   baseSeed, bookieKill, bookiePause, bookieThenOwnerKill, brokerEtcdCut, etcdMemberKill, gracefulUnload, healCluster, ownerBrokerKill,
-  ownerBrokerPausePastSession, rollingRestart, rounds, scenarioRandom, topicOwner, type FaultStep,
+  leaderCoordinatorAndOwnerKill, ownerBrokerPausePastSession, rollingRestart, rounds, scenarioRandom, topicOwner, type FaultStep,
 } from './robustness/faults.js';
 import { admin, expectClean, runScenario } from './robustness/scenario.js';
 
@@ -45,7 +45,7 @@ describe('robustness: a real process cluster under faults', () => {
 
   beforeAll(async () => {
     cluster = await ProcessCluster.start({
-      etcdMembers: 3, bookies: 3, brokers: BROKERS, coordinators: 1, brokerUids: CUT_UNAVAILABLE === undefined,
+      etcdMembers: 3, bookies: 3, brokers: BROKERS, coordinators: 2, brokerUids: CUT_UNAVAILABLE === undefined,
       brokerFlags: { 'ensemble-size': 2, 'write-quorum': 2, 'ack-quorum': 2, 'cursor-flush-interval-ms': CURSOR_FLUSH_MS, 'session-ttl-ms': BROKER_SESSION_TTL_MS, 'log-level': LOG_LEVEL },
       bookieFlags: { 'log-level': LOG_LEVEL },
       coordinatorFlags: { 'log-level': LOG_LEVEL },
@@ -97,6 +97,7 @@ describe('robustness: a real process cluster under faults', () => {
   scenario('kill -9 an etcd member mid-load, later restart it', (rng) => etcdMemberKill(cluster, rng));
   scenario('SIGSTOP the owner broker past its session, then SIGCONT', (rng, t) => ownerBrokerPausePastSession(cluster, t, rng, log, { ...ttl, ...(PAUSE_MS ? { pausedMs: PAUSE_MS } : {}) }));
   scenario('kill -9 a bookie of the ensemble, then the owner broker while the bookie is down', (rng, t) => bookieThenOwnerKill(cluster, t, rng, log));
+  scenario('kill -9 the leading coordinator and the owner broker together (a standby takes over)', (rng, t) => leaderCoordinatorAndOwnerKill(cluster, t, rng, log));
   scenario('graceful unload of the topic\'s bundle (admin API)', (rng, t) => gracefulUnload(cluster, t, rng, log));
   scenario('rolling restart of every broker under load (SIGTERM, start, ready, next)', (rng, t) => rollingRestart(cluster, t, rng, log));
   scenario('cut the owner broker off etcd (iptables) past its session, then heal', (rng, t) => brokerEtcdCut(cluster, t, rng, log, { ...ttl, ...(CUT_MS ? { cutMs: CUT_MS } : {}) }), {

@@ -402,6 +402,42 @@ export function bookieThenOwnerKill(cluster: Cluster, topic: string, rng: Random
   ];
 }
 
+/** The coordinator that leads now (its /metrics says strata_coordinator_is_leader 1). */
+export async function leadingCoordinator(cluster: Cluster, timeoutMs = 15_000): Promise<ClusterNode> {
+  return until(`a leading coordinator among ${cluster.coordinators.length}`, async () => {
+    for (const node of cluster.coordinators) {
+      if (!node.running) continue;
+      const text = await fetch(`${node.httpUrl}/metrics`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.text()).catch(() => '');
+      if (/strata_coordinator_is_leader\{[^}]*\} 1\b/.test(text)) return node;
+    }
+    return undefined;
+  }, timeoutMs);
+}
+
+/**
+ * kill -9 the leading coordinator and the topic's owner broker at the same moment (issue 21, item 2),
+ * restart both later. The standby coordinator must take over the leader's duties (the dead owner's
+ * bundles are assigned again) within the session TTL, and the clients follow, losing nothing acknowledged.
+ */
+export function leaderCoordinatorAndOwnerKill(cluster: Cluster, topic: string, rng: Random, log: Log): FaultStep[] {
+  const at = rng.int(1500, 3000);
+  const down = rng.int(1500, 3000);
+  let coordinator: ClusterNode | undefined;
+  let owner: ClusterNode | undefined;
+  return [
+    {
+      atMs: at, description: 'kill -9 the leading coordinator and the owner broker together',
+      run: async () => {
+        [coordinator, owner] = await Promise.all([leadingCoordinator(cluster), topicOwner(cluster, topic).then((o) => o.node)]);
+        log(`  leader: coordinator-${coordinator.index}; owner: broker-${owner.index} (${owner.address})`);
+        await Promise.all([coordinator.kill(), owner.kill()]);
+      },
+    },
+    { atMs: at + down, description: 'restart both', run: async () => { await Promise.all([coordinator?.restart(), owner?.restart()]); } },
+    ownerNowStep(cluster, topic, log, at + down),
+  ];
+}
+
 /**
  * Cuts the topic's owner broker off every etcd member (both directions; the cluster's `cutFromEtcd`,
  * iptables on loopback for processes) for longer than its session TTL, then heals. The owner must drop

@@ -111,6 +111,7 @@ describe('Consumer options', () => {
   const base: ConsumerConfig = { topic: 'my-topic', subscription: 's' };
   it('fills defaults and maps enums', () => {
     expect(compileConsumerConfig(base)).toMatchObject({ type: 'EXCLUSIVE_SUB', initialPosition: 'LATEST', receiverQueueSize: 1000, ackTimeoutMs: 0, nAckRedeliverTimeoutMs: 60_000 });
+    expect(compileConsumerConfig({ ...base, nAckRedeliverTimeoutMs: 0 }).nAckRedeliverTimeoutMs).toBe(100); // pulsar-client's floor
     expect(compileConsumerConfig({ ...base, subscriptionType: 'Failover', subscriptionInitialPosition: 'Earliest' })).toMatchObject({ type: 'FAILOVER_SUB', initialPosition: 'EARLIEST' });
     expect(compileConsumerConfig({ ...base, deadLetterPolicy: {} }).deadLetter).toEqual({ topic: 'persistent://public/default/my-topic-s-DLQ', maxRedeliverCount: 16, initialSubscriptionName: undefined });
     const p = compileConsumerConfig({ topicsPattern: 'persistent://t1/ns1/orders-.*', subscription: 's' });

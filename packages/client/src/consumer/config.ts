@@ -103,6 +103,9 @@ const KNOWN_UNSUPPORTED: Record<string, string> = {
   replicateSubscriptionState: 'Strata does not replicate subscriptions yet',
 };
 
+/** The shortest negative-ack redelivery delay (pulsar-client's). */
+export const MIN_NACK_DELAY_MS = 100;
+
 export const CONSUMER_LIMITS = { receiverQueueSize: 100_000, maxRedeliverCount: 1_000_000, batchReceiveMaxNumMessages: 100_000 };
 
 export interface CompiledConsumerConfig<TConsumer> {
@@ -231,7 +234,8 @@ export function compileConsumerConfig<TConsumer>(config: ConsumerOptions<TConsum
     type: ({ Exclusive: 'EXCLUSIVE_SUB', Shared: 'SHARED_SUB', Failover: 'FAILOVER_SUB', KeyShared: 'KEY_SHARED_SUB' } as const)[type],
     initialPosition: pick(c.subscriptionInitialPosition, 'subscriptionInitialPosition', ['Latest', 'Earliest'] as const, 'Latest') === 'Earliest' ? 'EARLIEST' : 'LATEST',
     ackTimeoutMs,
-    nAckRedeliverTimeoutMs: nAckTimeout,
+    // As pulsar-client, whose C++ core raises a shorter delay to 100 ms (so a nack never comes straight back).
+    nAckRedeliverTimeoutMs: Math.max(MIN_NACK_DELAY_MS, nAckTimeout),
     batchIndexAck: config.batchIndexAckEnabled === true,
     receiverQueueSize: int(c.receiverQueueSize, 'receiverQueueSize', 1000, 1, CONSUMER_LIMITS.receiverQueueSize),
     consumerName: typeof config.consumerName === 'string' ? config.consumerName : '',
