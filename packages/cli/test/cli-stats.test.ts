@@ -122,6 +122,7 @@ describe('tables and policies', () => {
     const current = {
       deduplicationEnabled: false, retentionTimeMinutes: 0, retentionSizeMb: 0, messageTtlSeconds: 0, bundles: 4,
       ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, publishRateMsgsPerSecond: 0, publishRateBytesPerSecond: 0,
+      subscriptionDispatchRateMsgsPerSecond: 0, subscriptionDispatchRateBytesPerSecond: 0,
     };
     const next = mergePolicies(current, { retentionTimeMinutes: '-1', deduplication: 'true' });
     expect(next).toEqual({ ...current, retentionTimeMinutes: -1, deduplicationEnabled: true });

@@ -120,6 +120,8 @@ function fromMessage(p: NamespacePolicies__Output): Partial<NamespacePolicies> {
   out.ackQuorum = p.ackQuorum;
   out.publishRateMsgsPerSecond = p.publishRateMsgsPerSecond;
   out.publishRateBytesPerSecond = p.publishRateBytesPerSecond;
+  out.subscriptionDispatchRateMsgsPerSecond = p.subscriptionDispatchRateMsgsPerSecond;
+  out.subscriptionDispatchRateBytesPerSecond = p.subscriptionDispatchRateBytesPerSecond;
   return out;
 }
 

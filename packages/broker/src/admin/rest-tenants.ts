@@ -122,6 +122,24 @@ function publishRateFrom(body: unknown): Pick<NamespacePolicies, 'publishRateMsg
   };
 }
 
+function dispatchRateOf(p: NamespacePolicies): { dispatchThrottlingRateInMsg: number; dispatchThrottlingRateInByte: number; ratePeriodInSecond: number; relativeToPublishRate: boolean } | undefined {
+  const msgs = p.subscriptionDispatchRateMsgsPerSecond ?? 0;
+  const bytes = p.subscriptionDispatchRateBytesPerSecond ?? 0;
+  if (msgs === 0 && bytes === 0) return undefined;
+  return { dispatchThrottlingRateInMsg: msgs || -1, dispatchThrottlingRateInByte: bytes || -1, ratePeriodInSecond: 1, relativeToPublishRate: false };
+}
+
+function dispatchRateFrom(body: unknown): Pick<NamespacePolicies, 'subscriptionDispatchRateMsgsPerSecond' | 'subscriptionDispatchRateBytesPerSecond'> {
+  if (!isObject(body)) throw bodyError('a DispatchRate object {"dispatchThrottlingRateInMsg": n, "dispatchThrottlingRateInByte": n}');
+  if (body.ratePeriodInSecond !== undefined && body.ratePeriodInSecond !== 1) throw bodyError('ratePeriodInSecond: only 1 is supported');
+  if (body.relativeToPublishRate === true) throw bodyError('relativeToPublishRate is not supported');
+  const limit = (v: unknown, what: string) => Math.max(0, int(v ?? -1, what));
+  return {
+    subscriptionDispatchRateMsgsPerSecond: limit(body.dispatchThrottlingRateInMsg, 'dispatchThrottlingRateInMsg'),
+    subscriptionDispatchRateBytesPerSecond: limit(body.dispatchThrottlingRateInByte, 'dispatchThrottlingRateInByte'),
+  };
+}
+
 /** The policies a namespace create may carry (Pulsar's Policies body); absent fields keep the defaults. */
 function policiesFrom(body: unknown): Partial<NamespacePolicies> {
   if (body === undefined) return {};
@@ -213,5 +231,7 @@ export function namespaceEndpoints({ ops, ctx, endpoint }: RestTools): HttpEndpo
     ...policy('persistence', persistenceOf, persistenceFrom, { ensembleSize: 0, writeQuorum: 0, ackQuorum: 0 }),
     // Pulsar's PublishRate: each topic's limit; -1 (or 0) in a field is no limit; unset answers 204.
     ...policy('publishRate', publishRateOf, publishRateFrom, { publishRateMsgsPerSecond: 0, publishRateBytesPerSecond: 0 }),
+    // Pulsar's DispatchRate, each subscription's limit (ratePeriodInSecond: Strata's period is 1 s).
+    ...policy('subscriptionDispatchRate', dispatchRateOf, dispatchRateFrom, { subscriptionDispatchRateMsgsPerSecond: 0, subscriptionDispatchRateBytesPerSecond: 0 }),
   ];
 }

@@ -3,7 +3,7 @@ import { type Logger } from '@strata/runtime';
 import { AlreadyExistsError, ConsumerBusyError, InvalidRequestError, NotFoundError } from '../errors.js';
 import { checkTenantName, DEFAULT_NAMESPACE, DEFAULT_TENANT, parseNamespace, TopicName } from '../names.js';
 import { MAX_BUNDLES } from '../ownership/bundles.js';
-import { MAX_PUBLISH_RATE } from '../policies/publish-rate.js';
+import { MAX_RATE } from '../policies/rate-limiter.js';
 
 /**
  * Tenants, namespaces (with their policies) and partitioned topics, kept in the metadata store:
@@ -37,6 +37,9 @@ export interface NamespacePolicies {
   /** Publish rate limit of each topic of the namespace (Pulsar's publishRate); absent or 0: none. */
   publishRateMsgsPerSecond?: number;
   publishRateBytesPerSecond?: number;
+  /** Dispatch rate limit of each subscription of the namespace's topics (Pulsar's subscriptionDispatchRate). */
+  subscriptionDispatchRateMsgsPerSecond?: number;
+  subscriptionDispatchRateBytesPerSecond?: number;
 }
 
 export const MAX_PARTITIONS = 10_000;
@@ -220,14 +223,18 @@ export class NamespaceResources {
     intIn(p.retentionTimeMinutes, -1, Number.MAX_SAFE_INTEGER, 'retentionTimeMinutes');
     intIn(p.retentionSizeMb, -1, Number.MAX_SAFE_INTEGER, 'retentionSizeMb');
     intIn(p.messageTtlSeconds, 0, 0xffffffff, 'messageTtlSeconds');
-    intIn(p.publishRateMsgsPerSecond ?? 0, 0, MAX_PUBLISH_RATE, 'publishRateMsgsPerSecond');
-    intIn(p.publishRateBytesPerSecond ?? 0, 0, MAX_PUBLISH_RATE, 'publishRateBytesPerSecond');
+    intIn(p.publishRateMsgsPerSecond ?? 0, 0, MAX_RATE, 'publishRateMsgsPerSecond');
+    intIn(p.publishRateBytesPerSecond ?? 0, 0, MAX_RATE, 'publishRateBytesPerSecond');
+    intIn(p.subscriptionDispatchRateMsgsPerSecond ?? 0, 0, MAX_RATE, 'subscriptionDispatchRateMsgsPerSecond');
+    intIn(p.subscriptionDispatchRateBytesPerSecond ?? 0, 0, MAX_RATE, 'subscriptionDispatchRateBytesPerSecond');
     const out: NamespacePolicies = {
       deduplicationEnabled: Boolean(p.deduplicationEnabled), retentionTimeMinutes: p.retentionTimeMinutes,
       retentionSizeMb: p.retentionSizeMb, messageTtlSeconds: p.messageTtlSeconds, bundles: p.bundles,
       ensembleSize: p.ensembleSize, writeQuorum: p.writeQuorum, ackQuorum: p.ackQuorum,
       ...(p.publishRateMsgsPerSecond ? { publishRateMsgsPerSecond: p.publishRateMsgsPerSecond } : {}),
       ...(p.publishRateBytesPerSecond ? { publishRateBytesPerSecond: p.publishRateBytesPerSecond } : {}),
+      ...(p.subscriptionDispatchRateMsgsPerSecond ? { subscriptionDispatchRateMsgsPerSecond: p.subscriptionDispatchRateMsgsPerSecond } : {}),
+      ...(p.subscriptionDispatchRateBytesPerSecond ? { subscriptionDispatchRateBytesPerSecond: p.subscriptionDispatchRateBytesPerSecond } : {}),
     };
     if (p.bundleBoundaries !== undefined) {
       // Throws a typed INVALID_ARGUMENT for malformed boundaries; brokers and the coordinator derive bundles from them.

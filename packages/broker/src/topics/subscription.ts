@@ -4,6 +4,7 @@ import { decodeEnvelope } from './codec.js';
 import { Consumer, type DispatchEntry, type SubscriptionType } from './consumer.js';
 import { AckNotDurableError, ConsumerBusyError, InvalidRequestError } from '../errors.js';
 import type { BrokerMetrics } from '../metrics.js';
+import { RateLimiter } from '../policies/rate-limiter.js';
 import { RateMeter } from './rate.js';
 import {
   comparePositions, positionToString, type Cursor, type Entry, type InitialPosition, type ManagedLedger, type Position,
@@ -31,6 +32,8 @@ export interface SubscriptionOptions {
   clock: Clock;
   logger: Logger;
   metrics?: BrokerMetrics;
+  /** The namespace's subscriptionDispatchRate (messages/s, bytes/s; 0 = none), per subscription. */
+  dispatchRate?: { msgsPerSecond: number; bytesPerSecond: number };
 }
 
 const key = positionToString;
@@ -93,6 +96,9 @@ export class Subscription {
   private ring: Array<{ point: number; consumer: Consumer }> = [];
   private rrIndex = 0;
   private running = false;
+  /** Dispatch rate limit: while in debt, nothing is handed out; `rateTimer` dispatches again once paid. */
+  readonly dispatchRate: RateLimiter;
+  private rateTimer: NodeJS.Timeout | undefined;
   private seeking = false;
   private again = false;
   private waiting = false;
@@ -112,6 +118,7 @@ export class Subscription {
     this.logger = options.logger.child({ component: 'subscription', subscription: name });
     this.rateOut = new RateMeter(options.clock);
     this.batchAcks = loadBatchAcks(cursor.properties[BATCH_ACKS_PROPERTY]);
+    this.dispatchRate = new RateLimiter(options.dispatchRate?.msgsPerSecond ?? 0, options.dispatchRate?.bytesPerSecond ?? 0, options.clock);
   }
 
   get durable(): boolean {
@@ -319,6 +326,7 @@ export class Subscription {
     this.closed = true;
     this.abort.abort(new Error(reason));
     if (this.nackTimer) clearTimeout(this.nackTimer);
+    if (this.rateTimer) clearTimeout(this.rateTimer);
     for (const c of [...this.consumers]) c.sink.closed(reason, options.redirectBrokerUrl);
     this.consumers.length = 0;
     await this.waitIdle();
@@ -462,8 +470,22 @@ export class Subscription {
   }
 
   /** Hands buffered entries to consumers; returns whether anything was sent. */
+  /** Dispatch is held back by the rate limit: dispatch again once its debt is paid. */
+  private rateLimited(): boolean {
+    const wait = this.dispatchRate.waitMs();
+    if (wait <= 0) return false;
+    if (!this.rateTimer && !this.closed) {
+      this.rateTimer = setTimeout(() => {
+        this.rateTimer = undefined;
+        this.schedule();
+      }, wait);
+    }
+    return true;
+  }
+
   private dispatchBuffer(): boolean {
     if (this.buffer.length === 0 || this.consumers.length === 0) return false;
+    if (this.rateLimited()) return false;
     // Entries after a position still waiting to be re-read must wait for it (keeps order).
     const firstWaiting = [...this.redeliver.values()].reduce<Position | undefined>(
       (m, p) => (m === undefined || comparePositions(p, m) < 0 ? p : m), undefined);
@@ -500,6 +522,12 @@ export class Subscription {
       if (!list) out.set(c, (list = []));
       list.push(e);
       sent = true;
+      if (this.dispatchRate.charge(e.envelope.metadata?.numMessages ?? 1, e.size) > 0) {
+        // Over the rate: the rest waits in the buffer (and so does reading) until the debt is paid.
+        for (let j = i + 1; j < this.buffer.length; j++) remaining.push(this.buffer[j] as DispatchEntry);
+        this.rateLimited();
+        break;
+      }
     }
     this.buffer = remaining;
     if (this.type === 'KEY_SHARED_SUB' && remaining.length >= this.options.readAheadEntries) this.park(blocked);

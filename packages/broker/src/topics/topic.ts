@@ -13,7 +13,7 @@ import { Producer, type AccessMode, type ProducerSink, type PublishResult } from
 import { RateMeter } from './rate.js';
 import type { BrokerMetrics } from '../metrics.js';
 import type { NamespacePolicies } from '../resources/namespace-resources.js';
-import { PublishRateLimiter } from '../policies/publish-rate.js';
+import { RateLimiter } from '../policies/rate-limiter.js';
 import type { ConsumerSink } from './consumer.js';
 import { comparePositions, type Cursor, type InitialPosition, type ManagedLedger, type Position } from '../storage/index.js';
 import { Subscription, type BatchIndexAck } from './subscription.js';
@@ -71,7 +71,7 @@ export interface Topic {
   /** Resolves when the topic is closed (unloaded, deleted, or its storage lost). */
   readonly closedSignal: AbortSignal;
   /** Its publish rate limit, if it has one (persistent topics). */
-  readonly publishRate?: PublishRateLimiter;
+  readonly publishRate?: RateLimiter;
   addProducer(options: { name: string; accessMode: AccessMode; sink: ProducerSink; address: string }): Producer;
   /**
    * WAIT_FOR_EXCLUSIVE: resolves when the topic has no producer (FIFO among waiters, at most
@@ -125,7 +125,9 @@ export class PersistentTopic implements Topic {
   private readonly logger: Logger;
   private readonly rateIn: RateMeter;
   /** The namespace's publish rate limit for this topic (Pulsar's publishRate); the producer streams obey it. */
-  readonly publishRate: PublishRateLimiter;
+  readonly publishRate: RateLimiter;
+  /** The namespace's subscriptionDispatchRate, given to each subscription's own limiter. */
+  private dispatchRateLimits: { msgsPerSecond: number; bytesPerSecond: number };
   private dedupEnabled: boolean;
   private dedupCursor: Cursor | undefined;
   /** Dedup: highest sequence id per producer, of entries stored (persisted) and of entries sent to storage (pushed). */
@@ -146,7 +148,8 @@ export class PersistentTopic implements Topic {
     this.logger = options.logger.child({ component: 'topic', topic: name.toString() });
     this.rateIn = new RateMeter(options.clock);
     this.dedupEnabled = policies.deduplicationEnabled;
-    this.publishRate = new PublishRateLimiter(policies.publishRateMsgsPerSecond ?? 0, policies.publishRateBytesPerSecond ?? 0, options.clock);
+    this.publishRate = new RateLimiter(policies.publishRateMsgsPerSecond ?? 0, policies.publishRateBytesPerSecond ?? 0, options.clock);
+    this.dispatchRateLimits = dispatchRateOf(policies);
   }
 
   get closedSignal(): AbortSignal {
@@ -433,6 +436,11 @@ export class PersistentTopic implements Topic {
   /** Applies new namespace policies to the loaded topic (publish rate, dedup on/off). */
   async applyPolicies(policies: NamespacePolicies): Promise<void> {
     this.publishRate.update(policies.publishRateMsgsPerSecond ?? 0, policies.publishRateBytesPerSecond ?? 0);
+    this.dispatchRateLimits = dispatchRateOf(policies);
+    for (const sub of this.subscriptions.values()) {
+      sub.dispatchRate.update(this.dispatchRateLimits.msgsPerSecond, this.dispatchRateLimits.bytesPerSecond);
+      sub.schedule();
+    }
     if (policies.deduplicationEnabled === this.dedupEnabled) return;
     if (policies.deduplicationEnabled) {
       await this.recoverDedup();
@@ -511,7 +519,7 @@ export class PersistentTopic implements Topic {
     return new Subscription(name, cursor, this.ml, {
       readAheadEntries: this.options.readAheadEntries, readMaxBytes: this.options.readMaxBytes,
       maxRedeliveryPositions: this.options.maxRedeliveryPositions, partitionIndex: this.name.partitionIndex,
-      clock: this.options.clock, logger: this.logger, metrics: this.options.metrics,
+      clock: this.options.clock, logger: this.logger, metrics: this.options.metrics, dispatchRate: this.dispatchRateLimits,
     }, (sub) => {
       this.subscriptions.delete(sub.name);
       void sub.close('reader closed');
@@ -563,4 +571,8 @@ function remember(map: Map<string, number>, key: string, value: number, max: num
   map.delete(key);
   map.set(key, value);
   while (map.size > max) map.delete(map.keys().next().value as string);
+}
+
+function dispatchRateOf(p: NamespacePolicies): { msgsPerSecond: number; bytesPerSecond: number } {
+  return { msgsPerSecond: p.subscriptionDispatchRateMsgsPerSecond ?? 0, bytesPerSecond: p.subscriptionDispatchRateBytesPerSecond ?? 0 };
 }

@@ -25,6 +25,8 @@ export interface PolicyFlags {
   ackQuorum?: string;
   msgPublishRate?: string;
   bytePublishRate?: string;
+  subMsgDispatchRate?: string;
+  subByteDispatchRate?: string;
 }
 
 function intFlag(flag: string, v: string, min: number): number {
@@ -53,6 +55,8 @@ export function mergePolicies(current: NamespacePolicies, flags: PolicyFlags): N
     ['ackQuorum', 'ackQuorum', '--ack-quorum', 1],
     ['msgPublishRate', 'publishRateMsgsPerSecond', '--msg-publish-rate', 0],
     ['bytePublishRate', 'publishRateBytesPerSecond', '--byte-publish-rate', 0],
+    ['subMsgDispatchRate', 'subscriptionDispatchRateMsgsPerSecond', '--sub-msg-dispatch-rate', 0],
+    ['subByteDispatchRate', 'subscriptionDispatchRateBytesPerSecond', '--sub-byte-dispatch-rate', 0],
   ];
   for (const [flag, field, name, min] of ints) {
     const v = flags[flag];
@@ -84,6 +88,8 @@ export function renderPolicies(p: NamespacePolicies): string {
     ['ensemble / write / ack', `${p.ensembleSize} / ${p.writeQuorum} / ${p.ackQuorum}`],
     ['publish rate per topic', p.publishRateMsgsPerSecond || p.publishRateBytesPerSecond
       ? `${p.publishRateMsgsPerSecond || 'any'} msg/s, ${p.publishRateBytesPerSecond || 'any'} B/s` : 'no limit'],
+    ['dispatch rate per subscription', p.subscriptionDispatchRateMsgsPerSecond || p.subscriptionDispatchRateBytesPerSecond
+      ? `${p.subscriptionDispatchRateMsgsPerSecond || 'any'} msg/s, ${p.subscriptionDispatchRateBytesPerSecond || 'any'} B/s` : 'no limit'],
   ]);
 }
 

@@ -264,7 +264,9 @@ function registerAdmin(program: Command, io: CliIo, command: ReturnType<typeof c
     .option('--write-quorum <n>', 'copies of each entry')
     .option('--ack-quorum <n>', 'acknowledgements per entry')
     .option('--msg-publish-rate <n>', "each topic's publish limit, messages/s (0 = none)")
-    .option('--byte-publish-rate <n>', "each topic's publish limit, bytes/s (0 = none)"), async (api, flags, name) => {
+    .option('--byte-publish-rate <n>', "each topic's publish limit, bytes/s (0 = none)")
+    .option('--sub-msg-dispatch-rate <n>', "each subscription's dispatch limit, messages/s (0 = none)")
+    .option('--sub-byte-dispatch-rate <n>', "each subscription's dispatch limit, bytes/s (0 = none)"), async (api, flags, name) => {
     const namespace = checkNamespace(name as string);
     const next = mergePolicies(await api.getPolicies(namespace), flags as PolicyFlags);
     await api.setPolicies(namespace, next);

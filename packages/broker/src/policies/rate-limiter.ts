@@ -1,16 +1,18 @@
 import type { Clock } from '@strata/runtime';
 
 /** Largest limit a policy may set, per second (messages or bytes). */
-export const MAX_PUBLISH_RATE = 1_000_000_000;
+export const MAX_RATE = 1_000_000_000;
 
 /**
- * A topic's publish rate limit (messages/s and bytes/s; 0 = no limit) as a token bucket that may go into
- * debt: a batch the broker has read is always stored, never refused or dropped; its producer's stream
- * is paused (no more reads, so HTTP/2 flow control holds the client back) until the debt is paid. The
- * bucket starts empty and holds at most one second of credit (a burst after an idle spell), so over any
- * window of T seconds at most (T + 1) x limit go through, plus the batches in flight when it filled.
+ * A rate limit (messages/s and bytes/s; 0 = no limit) as a token bucket that may go into debt: what was
+ * let through is charged after the fact, and the caller holds back until the debt is paid. Publish: a
+ * batch the broker has read is always stored, never refused or dropped; its producer's stream is paused
+ * (no more reads, so HTTP/2 flow control holds the client back). Dispatch: a subscription stops handing
+ * out entries (its backlog grows; other subscriptions are not slowed). The bucket starts empty and holds
+ * at most one second of credit (a burst after an idle spell), so over any window of T seconds at most
+ * (T + 1) x limit go through, plus what was in flight when it filled.
  */
-export class PublishRateLimiter {
+export class RateLimiter {
   private msgCredit = 0;
   private byteCredit = 0;
   private last: number;
