@@ -102,6 +102,14 @@ export class AckNotDurableError extends StrataError {
   }
 }
 
+/** A namespace's resource limit refuses it (Pulsar's NotAllowed; producer and consumer limits are *Busy). */
+export class NotAllowedError extends StrataError {
+  constructor(message: string) {
+    super(ErrorCode.NOT_ALLOWED, message, { retriable: false });
+    this.name = 'NotAllowedError';
+  }
+}
+
 export class UnimplementedError extends StrataError {
   constructor(what: string) {
     super(ErrorCode.UNIMPLEMENTED, `${what} is not implemented yet`, { retriable: false });

@@ -16,5 +16,5 @@ export { NamespaceResources, type NamespacePolicies, type TenantInfo } from './r
 export { decodeEnvelope, encodeEnvelope } from './topics/codec.js';
 export {
   AlreadyExistsError, ConsumerBusyError, InvalidRequestError, InvalidTopicNameError, MessageTooLargeError, NotFoundError, NotOwnerError,
-  ProducerBusyError, ProducerFencedError, ServiceNotReadyError, TooManyRequestsError, UnimplementedError,
+  NotAllowedError, ProducerBusyError, ProducerFencedError, ServiceNotReadyError, TooManyRequestsError, UnimplementedError,
 } from './errors.js';

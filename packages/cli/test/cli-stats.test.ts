@@ -123,6 +123,7 @@ describe('tables and policies', () => {
       deduplicationEnabled: false, retentionTimeMinutes: 0, retentionSizeMb: 0, messageTtlSeconds: 0, bundles: 4,
       ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, publishRateMsgsPerSecond: 0, publishRateBytesPerSecond: 0,
       subscriptionDispatchRateMsgsPerSecond: 0, subscriptionDispatchRateBytesPerSecond: 0,
+      maxProducersPerTopic: 0, maxConsumersPerSubscription: 0, maxSubscriptionsPerTopic: 0,
     };
     const next = mergePolicies(current, { retentionTimeMinutes: '-1', deduplication: 'true' });
     expect(next).toEqual({ ...current, retentionTimeMinutes: -1, deduplicationEnabled: true });

@@ -32,6 +32,8 @@ export const ErrorCode = {
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   PERMISSION_DENIED: 'PERMISSION_DENIED',
   PRECONDITION_FAILED: 'PRECONDITION_FAILED',
+  /** A tenancy limit refuses it (max subscriptions per topic, ...): Pulsar's NotAllowed. */
+  NOT_ALLOWED: 'NOT_ALLOWED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -96,6 +98,7 @@ const GRPC_STATUS_BY_CODE: Record<string, grpc.status> = {
   UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
   PRECONDITION_FAILED: grpc.status.FAILED_PRECONDITION,
+  NOT_ALLOWED: grpc.status.FAILED_PRECONDITION,
 };
 
 /**

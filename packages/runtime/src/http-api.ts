@@ -145,7 +145,8 @@ export function httpStatusOf(code: string): number {
     case ErrorCode.NOT_FOUND: return 404;
     case ErrorCode.ALREADY_EXISTS:
     case ErrorCode.BAD_VERSION: return 409;
-    case ErrorCode.PRECONDITION_FAILED: return 412;
+    case ErrorCode.PRECONDITION_FAILED:
+    case ErrorCode.NOT_ALLOWED: return 412;
     case ErrorCode.TOO_LARGE: return 413;
     case ErrorCode.TOO_MANY_REQUESTS: return 429;
     case ErrorCode.UNIMPLEMENTED: return 501;

@@ -122,6 +122,9 @@ function fromMessage(p: NamespacePolicies__Output): Partial<NamespacePolicies> {
   out.publishRateBytesPerSecond = p.publishRateBytesPerSecond;
   out.subscriptionDispatchRateMsgsPerSecond = p.subscriptionDispatchRateMsgsPerSecond;
   out.subscriptionDispatchRateBytesPerSecond = p.subscriptionDispatchRateBytesPerSecond;
+  out.maxProducersPerTopic = p.maxProducersPerTopic;
+  out.maxConsumersPerSubscription = p.maxConsumersPerSubscription;
+  out.maxSubscriptionsPerTopic = p.maxSubscriptionsPerTopic;
   return out;
 }
 

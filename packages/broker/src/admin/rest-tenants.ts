@@ -1,6 +1,6 @@
 import { ErrorCode, StrataError, type EndpointAccess, type HttpEndpoint, type HttpRequest } from '@strata/runtime';
 import { namespaceBundles } from '@strata/coordinator';
-import type { NamespacePolicies, TenantInfo } from '../resources/namespace-resources.js';
+import { RESOURCE_LIMITS, type NamespacePolicies, type TenantInfo } from '../resources/namespace-resources.js';
 import { bodyError, namespaceParam, tenantParam, type RestTools } from './rest-common.js';
 
 /** Tenants and namespaces of the REST admin API v2 (docs/admin-rest.md), over admin-ops.ts. */
@@ -233,5 +233,7 @@ export function namespaceEndpoints({ ops, ctx, endpoint }: RestTools): HttpEndpo
     ...policy('publishRate', publishRateOf, publishRateFrom, { publishRateMsgsPerSecond: 0, publishRateBytesPerSecond: 0 }),
     // Pulsar's DispatchRate, each subscription's limit (ratePeriodInSecond: Strata's period is 1 s).
     ...policy('subscriptionDispatchRate', dispatchRateOf, dispatchRateFrom, { subscriptionDispatchRateMsgsPerSecond: 0, subscriptionDispatchRateBytesPerSecond: 0 }),
+    // Resource limits: a JSON number (0: none); unset answers 204.
+    ...RESOURCE_LIMITS.flatMap((k) => policy(k, (p) => p[k] || undefined, (b) => ({ [k]: Math.max(0, int(b, `${k}: a number`)) }), { [k]: 0 })),
   ];
 }

@@ -40,9 +40,15 @@ export interface NamespacePolicies {
   /** Dispatch rate limit of each subscription of the namespace's topics (Pulsar's subscriptionDispatchRate). */
   subscriptionDispatchRateMsgsPerSecond?: number;
   subscriptionDispatchRateBytesPerSecond?: number;
+  /** Resource limits (Pulsar's names); absent or 0: none. */
+  maxProducersPerTopic?: number;
+  maxConsumersPerSubscription?: number;
+  maxSubscriptionsPerTopic?: number;
 }
 
 export const MAX_PARTITIONS = 10_000;
+/** The per-topic resource limits a namespace may set (0: none). */
+export const RESOURCE_LIMITS = ['maxProducersPerTopic', 'maxConsumersPerSubscription', 'maxSubscriptionsPerTopic'] as const;
 const LIST_PAGE = 1000;
 /** Upper bound on names returned by one list (admin lists are for humans and tools, not bulk export). */
 const LIST_MAX = 100_000;
@@ -227,6 +233,7 @@ export class NamespaceResources {
     intIn(p.publishRateBytesPerSecond ?? 0, 0, MAX_RATE, 'publishRateBytesPerSecond');
     intIn(p.subscriptionDispatchRateMsgsPerSecond ?? 0, 0, MAX_RATE, 'subscriptionDispatchRateMsgsPerSecond');
     intIn(p.subscriptionDispatchRateBytesPerSecond ?? 0, 0, MAX_RATE, 'subscriptionDispatchRateBytesPerSecond');
+    for (const k of RESOURCE_LIMITS) intIn(p[k] ?? 0, 0, 1_000_000, k);
     const out: NamespacePolicies = {
       deduplicationEnabled: Boolean(p.deduplicationEnabled), retentionTimeMinutes: p.retentionTimeMinutes,
       retentionSizeMb: p.retentionSizeMb, messageTtlSeconds: p.messageTtlSeconds, bundles: p.bundles,
@@ -235,6 +242,7 @@ export class NamespaceResources {
       ...(p.publishRateBytesPerSecond ? { publishRateBytesPerSecond: p.publishRateBytesPerSecond } : {}),
       ...(p.subscriptionDispatchRateMsgsPerSecond ? { subscriptionDispatchRateMsgsPerSecond: p.subscriptionDispatchRateMsgsPerSecond } : {}),
       ...(p.subscriptionDispatchRateBytesPerSecond ? { subscriptionDispatchRateBytesPerSecond: p.subscriptionDispatchRateBytesPerSecond } : {}),
+      ...Object.fromEntries(RESOURCE_LIMITS.filter((k) => p[k]).map((k) => [k, p[k]])),
     };
     if (p.bundleBoundaries !== undefined) {
       // Throws a typed INVALID_ARGUMENT for malformed boundaries; brokers and the coordinator derive bundles from them.

@@ -2,7 +2,7 @@ import type { Clock, Logger, Random } from '@strata/runtime';
 import { decodeEnvelope, encodeEnvelope } from './codec.js';
 import { Consumer, SUBSCRIPTION_TYPE_PROPERTY, subscriptionTypeName, type SubscriptionType } from './consumer.js';
 import {
-  AlreadyExistsError, ConsumerBusyError, InvalidRequestError, NotFoundError, MessageTooLargeError, ProducerBusyError, ProducerFencedError, ServiceNotReadyError,
+  AlreadyExistsError, ConsumerBusyError, InvalidRequestError, NotAllowedError, NotFoundError, MessageTooLargeError, ProducerBusyError, ProducerFencedError, ServiceNotReadyError,
   TooManyRequestsError,
 } from '../errors.js';
 import type { BatchMetadata__Output } from '../generated/strata/broker/v1/BatchMetadata.js';
@@ -128,6 +128,8 @@ export class PersistentTopic implements Topic {
   readonly publishRate: RateLimiter;
   /** The namespace's subscriptionDispatchRate, given to each subscription's own limiter. */
   private dispatchRateLimits: { msgsPerSecond: number; bytesPerSecond: number };
+  /** The namespace's resource limits (0: none), checked as producers, subscriptions and consumers come. */
+  private limits: { producers: number; subscriptions: number; consumersPerSubscription: number };
   private dedupEnabled: boolean;
   private dedupCursor: Cursor | undefined;
   /** Dedup: highest sequence id per producer, of entries stored (persisted) and of entries sent to storage (pushed). */
@@ -150,6 +152,7 @@ export class PersistentTopic implements Topic {
     this.dedupEnabled = policies.deduplicationEnabled;
     this.publishRate = new RateLimiter(policies.publishRateMsgsPerSecond ?? 0, policies.publishRateBytesPerSecond ?? 0, options.clock);
     this.dispatchRateLimits = dispatchRateOf(policies);
+    this.limits = limitsOf(policies);
   }
 
   get closedSignal(): AbortSignal {
@@ -184,6 +187,8 @@ export class PersistentTopic implements Topic {
       throw new ProducerFencedError(`topic ${this.name} has exclusive producer ${exclusive.name}`);
     } else if (options.accessMode !== 'SHARED' && this.producers.size > 0) {
       throw new ProducerFencedError(`topic ${this.name} already has ${this.producers.size} producer(s)`);
+    } else if (this.limits.producers > 0 && this.producers.size >= this.limits.producers) {
+      throw new ProducerBusyError(`topic ${this.name} reached its max producers limit (${this.limits.producers}, the namespace's maxProducersPerTopic)`);
     }
     const producer = new Producer(nextId++, name, options.accessMode, options.sink, new RateMeter(this.options.clock), options.address);
     this.producers.add(producer);
@@ -263,6 +268,10 @@ export class PersistentTopic implements Topic {
       }
       sub = this.subscriptions.get(o.subscription);
       if (!sub) {
+        const durable = [...this.subscriptions.values()].filter((s) => s.durable).length;
+        if (this.limits.subscriptions > 0 && durable >= this.limits.subscriptions) {
+          throw new NotAllowedError(`topic ${this.name} reached its max subscriptions limit (${this.limits.subscriptions}, the namespace's maxSubscriptionsPerTopic)`);
+        }
         const cursor = await this.ml.openCursor(o.subscription, { initialPosition: o.initialPosition });
         this.checkOpen();
         sub = this.subscriptions.get(o.subscription) ?? this.newSubscription(o.subscription, cursor);
@@ -278,6 +287,9 @@ export class PersistentTopic implements Topic {
       { id: nextId++, name: o.consumerName, priority: o.priority, stickyRanges: o.stickyRanges, nackDelayMs: o.nackDelayMs || this.options.defaultNackDelayMs },
       o.sink, new RateMeter(this.options.clock),
     );
+    if (this.limits.consumersPerSubscription > 0 && sub.consumers.length >= this.limits.consumersPerSubscription) {
+      throw new ConsumerBusyError(`subscription ${sub.name} reached its max consumers limit (${this.limits.consumersPerSubscription}, the namespace's maxConsumersPerSubscription)`);
+    }
     sub.addConsumer(consumer, o.type);
     await this.persistType(sub, o.type);
     return { subscription: this.wrap(sub), consumer };
@@ -437,6 +449,7 @@ export class PersistentTopic implements Topic {
   async applyPolicies(policies: NamespacePolicies): Promise<void> {
     this.publishRate.update(policies.publishRateMsgsPerSecond ?? 0, policies.publishRateBytesPerSecond ?? 0);
     this.dispatchRateLimits = dispatchRateOf(policies);
+    this.limits = limitsOf(policies);
     for (const sub of this.subscriptions.values()) {
       sub.dispatchRate.update(this.dispatchRateLimits.msgsPerSecond, this.dispatchRateLimits.bytesPerSecond);
       sub.schedule();
@@ -575,4 +588,8 @@ function remember(map: Map<string, number>, key: string, value: number, max: num
 
 function dispatchRateOf(p: NamespacePolicies): { msgsPerSecond: number; bytesPerSecond: number } {
   return { msgsPerSecond: p.subscriptionDispatchRateMsgsPerSecond ?? 0, bytesPerSecond: p.subscriptionDispatchRateBytesPerSecond ?? 0 };
+}
+
+function limitsOf(p: NamespacePolicies): { producers: number; subscriptions: number; consumersPerSubscription: number } {
+  return { producers: p.maxProducersPerTopic ?? 0, subscriptions: p.maxSubscriptionsPerTopic ?? 0, consumersPerSubscription: p.maxConsumersPerSubscription ?? 0 };
 }

@@ -27,6 +27,9 @@ export interface PolicyFlags {
   bytePublishRate?: string;
   subMsgDispatchRate?: string;
   subByteDispatchRate?: string;
+  maxProducersPerTopic?: string;
+  maxConsumersPerSubscription?: string;
+  maxSubscriptionsPerTopic?: string;
 }
 
 function intFlag(flag: string, v: string, min: number): number {
@@ -57,6 +60,9 @@ export function mergePolicies(current: NamespacePolicies, flags: PolicyFlags): N
     ['bytePublishRate', 'publishRateBytesPerSecond', '--byte-publish-rate', 0],
     ['subMsgDispatchRate', 'subscriptionDispatchRateMsgsPerSecond', '--sub-msg-dispatch-rate', 0],
     ['subByteDispatchRate', 'subscriptionDispatchRateBytesPerSecond', '--sub-byte-dispatch-rate', 0],
+    ['maxProducersPerTopic', 'maxProducersPerTopic', '--max-producers-per-topic', 0],
+    ['maxConsumersPerSubscription', 'maxConsumersPerSubscription', '--max-consumers-per-subscription', 0],
+    ['maxSubscriptionsPerTopic', 'maxSubscriptionsPerTopic', '--max-subscriptions-per-topic', 0],
   ];
   for (const [flag, field, name, min] of ints) {
     const v = flags[flag];
@@ -88,6 +94,8 @@ export function renderPolicies(p: NamespacePolicies): string {
     ['ensemble / write / ack', `${p.ensembleSize} / ${p.writeQuorum} / ${p.ackQuorum}`],
     ['publish rate per topic', p.publishRateMsgsPerSecond || p.publishRateBytesPerSecond
       ? `${p.publishRateMsgsPerSecond || 'any'} msg/s, ${p.publishRateBytesPerSecond || 'any'} B/s` : 'no limit'],
+    ['max producers / topic, consumers / subscription, subscriptions / topic',
+      [p.maxProducersPerTopic, p.maxConsumersPerSubscription, p.maxSubscriptionsPerTopic].map((n) => n || 'any').join(' / ')],
     ['dispatch rate per subscription', p.subscriptionDispatchRateMsgsPerSecond || p.subscriptionDispatchRateBytesPerSecond
       ? `${p.subscriptionDispatchRateMsgsPerSecond || 'any'} msg/s, ${p.subscriptionDispatchRateBytesPerSecond || 'any'} B/s` : 'no limit'],
   ]);

@@ -266,7 +266,10 @@ function registerAdmin(program: Command, io: CliIo, command: ReturnType<typeof c
     .option('--msg-publish-rate <n>', "each topic's publish limit, messages/s (0 = none)")
     .option('--byte-publish-rate <n>', "each topic's publish limit, bytes/s (0 = none)")
     .option('--sub-msg-dispatch-rate <n>', "each subscription's dispatch limit, messages/s (0 = none)")
-    .option('--sub-byte-dispatch-rate <n>', "each subscription's dispatch limit, bytes/s (0 = none)"), async (api, flags, name) => {
+    .option('--sub-byte-dispatch-rate <n>', "each subscription's dispatch limit, bytes/s (0 = none)")
+    .option('--max-producers-per-topic <n>', '0 = no limit')
+    .option('--max-consumers-per-subscription <n>', '0 = no limit')
+    .option('--max-subscriptions-per-topic <n>', '0 = no limit'), async (api, flags, name) => {
     const namespace = checkNamespace(name as string);
     const next = mergePolicies(await api.getPolicies(namespace), flags as PolicyFlags);
     await api.setPolicies(namespace, next);
