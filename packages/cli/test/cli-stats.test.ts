@@ -124,6 +124,7 @@ describe('tables and policies', () => {
       ensembleSize: 2, writeQuorum: 2, ackQuorum: 2, publishRateMsgsPerSecond: 0, publishRateBytesPerSecond: 0,
       subscriptionDispatchRateMsgsPerSecond: 0, subscriptionDispatchRateBytesPerSecond: 0,
       maxProducersPerTopic: 0, maxConsumersPerSubscription: 0, maxSubscriptionsPerTopic: 0,
+      delayedDeliveryDisabled: false, maxDeliveryDelayMs: 0,
     };
     const next = mergePolicies(current, { retentionTimeMinutes: '-1', deduplication: 'true' });
     expect(next).toEqual({ ...current, retentionTimeMinutes: -1, deduplicationEnabled: true });

@@ -198,7 +198,7 @@ interface Batch {
 type State = 'connecting' | 'ready' | 'closing' | 'closed';
 
 /** Send errors about a batch itself; any other send error is answered by reconnecting and resending. */
-const BATCH_ERRORS: ReadonlySet<string> = new Set(['INVALID_ARGUMENT', 'TOO_LARGE']);
+const BATCH_ERRORS: ReadonlySet<string> = new Set(['INVALID_ARGUMENT', 'TOO_LARGE', 'NOT_ALLOWED']);
 
 /**
  * The producer of one (partition) topic. Invariants:

@@ -125,12 +125,14 @@ function fromMessage(p: NamespacePolicies__Output): Partial<NamespacePolicies> {
   out.maxProducersPerTopic = p.maxProducersPerTopic;
   out.maxConsumersPerSubscription = p.maxConsumersPerSubscription;
   out.maxSubscriptionsPerTopic = p.maxSubscriptionsPerTopic;
+  out.delayedDeliveryEnabled = !p.delayedDeliveryDisabled;
+  out.maxDeliveryDelayMs = Number(p.maxDeliveryDelayMs);
   return out;
 }
 
 function toMessage(p: NamespacePolicies): PoliciesMessage {
-  const { bundleBoundaries: _split, ...rest } = p;
-  return rest;
+  const { bundleBoundaries: _split, delayedDeliveryEnabled, ...rest } = p;
+  return { ...rest, delayedDeliveryDisabled: delayedDeliveryEnabled === false };
 }
 
 function bundlesOf(namespace: string, p: NamespacePolicies): BundleSpec[] {

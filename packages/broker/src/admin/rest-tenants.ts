@@ -233,6 +233,11 @@ export function namespaceEndpoints({ ops, ctx, endpoint }: RestTools): HttpEndpo
     ...policy('publishRate', publishRateOf, publishRateFrom, { publishRateMsgsPerSecond: 0, publishRateBytesPerSecond: 0 }),
     // Pulsar's DispatchRate, each subscription's limit (ratePeriodInSecond: Strata's period is 1 s).
     ...policy('subscriptionDispatchRate', dispatchRateOf, dispatchRateFrom, { subscriptionDispatchRateMsgsPerSecond: 0, subscriptionDispatchRateBytesPerSecond: 0 }),
+    // Pulsar's DelayedDeliveryPolicies (tickTime: Strata's timer is exact, the value is kept as 1 s).
+    ...policy('delayedDelivery', (p) => ({ active: p.delayedDeliveryEnabled !== false, tickTime: 1000, maxDeliveryDelayInMillis: p.maxDeliveryDelayMs ?? 0 }), (b) => {
+      if (!isObject(b) || typeof b.active !== 'boolean') throw bodyError('a DelayedDeliveryPolicies object {"active": true|false, "maxDeliveryDelayInMillis": n}');
+      return { delayedDeliveryEnabled: b.active, maxDeliveryDelayMs: Math.max(0, int(b.maxDeliveryDelayInMillis ?? 0, 'maxDeliveryDelayInMillis')) };
+    }, { delayedDeliveryEnabled: true, maxDeliveryDelayMs: 0 }),
     // Resource limits: a JSON number (0: none); unset answers 204.
     ...RESOURCE_LIMITS.flatMap((k) => policy(k, (p) => p[k] || undefined, (b) => ({ [k]: Math.max(0, int(b, `${k}: a number`)) }), { [k]: 0 })),
   ];

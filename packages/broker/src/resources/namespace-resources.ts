@@ -44,6 +44,10 @@ export interface NamespacePolicies {
   maxProducersPerTopic?: number;
   maxConsumersPerSubscription?: number;
   maxSubscriptionsPerTopic?: number;
+  /** Delayed delivery (Pulsar's delayed_delivery_policies): absent = on; false: deliverAt is ignored. */
+  delayedDeliveryEnabled?: boolean;
+  /** The longest deliverAt/deliverAfter a producer may ask (ms ahead); a longer one is refused. 0: any. */
+  maxDeliveryDelayMs?: number;
 }
 
 export const MAX_PARTITIONS = 10_000;
@@ -234,6 +238,7 @@ export class NamespaceResources {
     intIn(p.subscriptionDispatchRateMsgsPerSecond ?? 0, 0, MAX_RATE, 'subscriptionDispatchRateMsgsPerSecond');
     intIn(p.subscriptionDispatchRateBytesPerSecond ?? 0, 0, MAX_RATE, 'subscriptionDispatchRateBytesPerSecond');
     for (const k of RESOURCE_LIMITS) intIn(p[k] ?? 0, 0, 1_000_000, k);
+    intIn(p.maxDeliveryDelayMs ?? 0, 0, Number.MAX_SAFE_INTEGER, 'maxDeliveryDelayMs');
     const out: NamespacePolicies = {
       deduplicationEnabled: Boolean(p.deduplicationEnabled), retentionTimeMinutes: p.retentionTimeMinutes,
       retentionSizeMb: p.retentionSizeMb, messageTtlSeconds: p.messageTtlSeconds, bundles: p.bundles,
@@ -243,6 +248,8 @@ export class NamespaceResources {
       ...(p.subscriptionDispatchRateMsgsPerSecond ? { subscriptionDispatchRateMsgsPerSecond: p.subscriptionDispatchRateMsgsPerSecond } : {}),
       ...(p.subscriptionDispatchRateBytesPerSecond ? { subscriptionDispatchRateBytesPerSecond: p.subscriptionDispatchRateBytesPerSecond } : {}),
       ...Object.fromEntries(RESOURCE_LIMITS.filter((k) => p[k]).map((k) => [k, p[k]])),
+      ...(p.delayedDeliveryEnabled === false ? { delayedDeliveryEnabled: false } : {}),
+      ...(p.maxDeliveryDelayMs ? { maxDeliveryDelayMs: p.maxDeliveryDelayMs } : {}),
     };
     if (p.bundleBoundaries !== undefined) {
       // Throws a typed INVALID_ARGUMENT for malformed boundaries; brokers and the coordinator derive bundles from them.

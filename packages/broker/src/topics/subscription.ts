@@ -34,6 +34,8 @@ export interface SubscriptionOptions {
   metrics?: BrokerMetrics;
   /** The namespace's subscriptionDispatchRate (messages/s, bytes/s; 0 = none), per subscription. */
   dispatchRate?: { msgsPerSecond: number; bytesPerSecond: number };
+  /** The namespace's delayed delivery switch (default on): off, a deliverAt time is ignored. */
+  delayedDelivery?: boolean;
 }
 
 const key = positionToString;
@@ -99,6 +101,8 @@ export class Subscription {
   /** Dispatch rate limit: while in debt, nothing is handed out; `rateTimer` dispatches again once paid. */
   readonly dispatchRate: RateLimiter;
   private rateTimer: NodeJS.Timeout | undefined;
+  /** Delayed delivery on (the namespace policy; Topic.applyPolicies changes it). */
+  delayedDelivery: boolean;
   private seeking = false;
   private again = false;
   private waiting = false;
@@ -118,6 +122,7 @@ export class Subscription {
     this.logger = options.logger.child({ component: 'subscription', subscription: name });
     this.rateOut = new RateMeter(options.clock);
     this.batchAcks = loadBatchAcks(cursor.properties[BATCH_ACKS_PROPERTY]);
+    this.delayedDelivery = options.delayedDelivery ?? true;
     this.dispatchRate = new RateLimiter(options.dispatchRate?.msgsPerSecond ?? 0, options.dispatchRate?.bytesPerSecond ?? 0, options.clock);
   }
 
@@ -632,6 +637,7 @@ export class Subscription {
    * that map is full the entry stays in the buffer (reads then pause) rather than go out early.
    */
   private delayUntil(e: DispatchEntry, now: number): boolean {
+    if (!this.delayedDelivery) return false;
     const at = Number(e.envelope.metadata?.deliverAtTime ?? 0);
     if (!(at > now)) return false;
     if (this.nacked.size >= this.options.maxRedeliveryPositions) return false;

@@ -130,6 +130,8 @@ export class PersistentTopic implements Topic {
   private dispatchRateLimits: { msgsPerSecond: number; bytesPerSecond: number };
   /** The namespace's resource limits (0: none), checked as producers, subscriptions and consumers come. */
   private limits: { producers: number; subscriptions: number; consumersPerSubscription: number };
+  /** The namespace's delayed delivery policy: on/off, and the longest delay a producer may ask (0: any). */
+  private delayed: { enabled: boolean; maxDelayMs: number };
   private dedupEnabled: boolean;
   private dedupCursor: Cursor | undefined;
   /** Dedup: highest sequence id per producer, of entries stored (persisted) and of entries sent to storage (pushed). */
@@ -153,6 +155,7 @@ export class PersistentTopic implements Topic {
     this.publishRate = new RateLimiter(policies.publishRateMsgsPerSecond ?? 0, policies.publishRateBytesPerSecond ?? 0, options.clock);
     this.dispatchRateLimits = dispatchRateOf(policies);
     this.limits = limitsOf(policies);
+    this.delayed = delayedOf(policies);
   }
 
   get closedSignal(): AbortSignal {
@@ -234,6 +237,10 @@ export class PersistentTopic implements Topic {
     const meta = checkMetadata(metadata);
     meta.producerName = producer.name;
     meta.publishTime = this.options.clock.now();
+    const delay = Number(meta.deliverAtTime ?? 0) - meta.publishTime;
+    if (this.delayed.maxDelayMs > 0 && delay > this.delayed.maxDelayMs) {
+      throw new NotAllowedError(`a delivery delay of ${delay} ms is over the namespace's maxDeliveryDelayMs (${this.delayed.maxDelayMs})`);
+    }
     const last = Math.max(meta.sequenceId, meta.highestSequenceId);
     if (this.dedupEnabled) {
       const pushed = this.pushed.get(producer.name) ?? -1;
@@ -450,8 +457,10 @@ export class PersistentTopic implements Topic {
     this.publishRate.update(policies.publishRateMsgsPerSecond ?? 0, policies.publishRateBytesPerSecond ?? 0);
     this.dispatchRateLimits = dispatchRateOf(policies);
     this.limits = limitsOf(policies);
+    this.delayed = delayedOf(policies);
     for (const sub of this.subscriptions.values()) {
       sub.dispatchRate.update(this.dispatchRateLimits.msgsPerSecond, this.dispatchRateLimits.bytesPerSecond);
+      sub.delayedDelivery = this.delayed.enabled;
       sub.schedule();
     }
     if (policies.deduplicationEnabled === this.dedupEnabled) return;
@@ -533,6 +542,7 @@ export class PersistentTopic implements Topic {
       readAheadEntries: this.options.readAheadEntries, readMaxBytes: this.options.readMaxBytes,
       maxRedeliveryPositions: this.options.maxRedeliveryPositions, partitionIndex: this.name.partitionIndex,
       clock: this.options.clock, logger: this.logger, metrics: this.options.metrics, dispatchRate: this.dispatchRateLimits,
+      delayedDelivery: this.delayed.enabled,
     }, (sub) => {
       this.subscriptions.delete(sub.name);
       void sub.close('reader closed');
@@ -592,4 +602,8 @@ function dispatchRateOf(p: NamespacePolicies): { msgsPerSecond: number; bytesPer
 
 function limitsOf(p: NamespacePolicies): { producers: number; subscriptions: number; consumersPerSubscription: number } {
   return { producers: p.maxProducersPerTopic ?? 0, subscriptions: p.maxSubscriptionsPerTopic ?? 0, consumersPerSubscription: p.maxConsumersPerSubscription ?? 0 };
+}
+
+function delayedOf(p: NamespacePolicies): { enabled: boolean; maxDelayMs: number } {
+  return { enabled: p.delayedDeliveryEnabled !== false, maxDelayMs: p.maxDeliveryDelayMs ?? 0 };
 }

@@ -78,7 +78,7 @@ interface InFlight {
 const MAX_HELD_COMMANDS = 1000;
 
 /** Errors about the batch itself: the stream and the producer stay usable. */
-const BATCH_ERRORS: ReadonlySet<string> = new Set([ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE]);
+const BATCH_ERRORS: ReadonlySet<string> = new Set([ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE, ErrorCode.NOT_ALLOWED]);
 
 /**
  * One Produce stream = one producer. Order of events: ProducerOpened answers OpenProducer; receipts

@@ -30,6 +30,8 @@ export interface PolicyFlags {
   maxProducersPerTopic?: string;
   maxConsumersPerSubscription?: string;
   maxSubscriptionsPerTopic?: string;
+  delayedDelivery?: string;
+  maxDeliveryDelayMs?: string;
 }
 
 function intFlag(flag: string, v: string, min: number): number {
@@ -49,6 +51,12 @@ export function mergePolicies(current: NamespacePolicies, flags: PolicyFlags): N
     next.deduplicationEnabled = v === 'true';
     changed = true;
   }
+  if (flags.delayedDelivery !== undefined) {
+    const v = flags.delayedDelivery.toLowerCase();
+    if (v !== 'true' && v !== 'false') throw new UsageError(`--delayed-delivery must be true or false, got '${flags.delayedDelivery}'`);
+    next.delayedDeliveryDisabled = v === 'false';
+    changed = true;
+  }
   const ints: [keyof PolicyFlags, keyof NamespacePolicies, string, number][] = [
     ['retentionTimeMinutes', 'retentionTimeMinutes', '--retention-time-minutes', -1],
     ['retentionSizeMb', 'retentionSizeMb', '--retention-size-mb', -1],
@@ -63,6 +71,7 @@ export function mergePolicies(current: NamespacePolicies, flags: PolicyFlags): N
     ['maxProducersPerTopic', 'maxProducersPerTopic', '--max-producers-per-topic', 0],
     ['maxConsumersPerSubscription', 'maxConsumersPerSubscription', '--max-consumers-per-subscription', 0],
     ['maxSubscriptionsPerTopic', 'maxSubscriptionsPerTopic', '--max-subscriptions-per-topic', 0],
+    ['maxDeliveryDelayMs', 'maxDeliveryDelayMs', '--max-delivery-delay-ms', 0],
   ];
   for (const [flag, field, name, min] of ints) {
     const v = flags[flag];
@@ -94,6 +103,7 @@ export function renderPolicies(p: NamespacePolicies): string {
     ['ensemble / write / ack', `${p.ensembleSize} / ${p.writeQuorum} / ${p.ackQuorum}`],
     ['publish rate per topic', p.publishRateMsgsPerSecond || p.publishRateBytesPerSecond
       ? `${p.publishRateMsgsPerSecond || 'any'} msg/s, ${p.publishRateBytesPerSecond || 'any'} B/s` : 'no limit'],
+    ['delayed delivery', p.delayedDeliveryDisabled ? 'off' : `on${Number(p.maxDeliveryDelayMs) > 0 ? `, at most ${p.maxDeliveryDelayMs} ms ahead` : ''}`],
     ['max producers / topic, consumers / subscription, subscriptions / topic',
       [p.maxProducersPerTopic, p.maxConsumersPerSubscription, p.maxSubscriptionsPerTopic].map((n) => n || 'any').join(' / ')],
     ['dispatch rate per subscription', p.subscriptionDispatchRateMsgsPerSecond || p.subscriptionDispatchRateBytesPerSecond

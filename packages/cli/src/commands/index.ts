@@ -269,7 +269,9 @@ function registerAdmin(program: Command, io: CliIo, command: ReturnType<typeof c
     .option('--sub-byte-dispatch-rate <n>', "each subscription's dispatch limit, bytes/s (0 = none)")
     .option('--max-producers-per-topic <n>', '0 = no limit')
     .option('--max-consumers-per-subscription <n>', '0 = no limit')
-    .option('--max-subscriptions-per-topic <n>', '0 = no limit'), async (api, flags, name) => {
+    .option('--max-subscriptions-per-topic <n>', '0 = no limit')
+    .option('--delayed-delivery <bool>', 'true or false (false: deliverAt/deliverAfter are ignored)')
+    .option('--max-delivery-delay-ms <n>', 'the longest delay a producer may ask (0 = any)'), async (api, flags, name) => {
     const namespace = checkNamespace(name as string);
     const next = mergePolicies(await api.getPolicies(namespace), flags as PolicyFlags);
     await api.setPolicies(namespace, next);
