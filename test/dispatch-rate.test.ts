@@ -2,27 +2,14 @@
 // against a real standalone: a limited subscription is handed out at the limit (within 10% over 5 s) and
 // its backlog grows; two subscriptions each get the limit (it is not shared) and a namespace without it
 // runs free; the limit changes at run time over REST.
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StandaloneProcess } from '@strata/runtime/testing';
-import Pulsar, { type Client, type Consumer } from '@strata/client';
+import { describe, expect, it } from 'vitest';
+import { unique, useStandalone } from './harness/standalone.js';
+import type { Consumer } from '@strata/client';
 
-let standalone: StandaloneProcess;
-let client: Client;
-const unique = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
-
-beforeAll(async () => {
-  standalone = await StandaloneProcess.start();
-  client = new Pulsar.Client({ serviceUrl: standalone.serviceUrl, operationTimeoutSeconds: 10 });
-}, 90_000);
-
-afterAll(async () => {
-  await client?.close();
-  await standalone?.stop();
-});
+const env = useStandalone();
 
 async function setDispatchRate(namespace: string, body: unknown): Promise<number> {
-  const res = await fetch(`${standalone.webServiceUrl}/admin/v2/namespaces/${namespace}/subscriptionDispatchRate`, {
+  const res = await fetch(`${env.standalone.webServiceUrl}/admin/v2/namespaces/${namespace}/subscriptionDispatchRate`, {
     method: body === undefined ? 'DELETE' : 'POST',
     ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
   });
@@ -49,15 +36,15 @@ describe('subscription dispatch rate limit', () => {
   it('holds each subscription to the limit on its own; their backlogs grow; another namespace runs free', async () => {
     const namespace = `public/${unique('dispatch')}`;
     const other = `public/${unique('free')}`;
-    for (const ns of [namespace, other]) expect((await fetch(`${standalone.webServiceUrl}/admin/v2/namespaces/${ns}`, { method: 'PUT' })).status).toBe(204);
+    for (const ns of [namespace, other]) expect((await fetch(`${env.standalone.webServiceUrl}/admin/v2/namespaces/${ns}`, { method: 'PUT' })).status).toBe(204);
     expect(await setDispatchRate(namespace, { dispatchThrottlingRateInMsg: 100, dispatchThrottlingRateInByte: -1, ratePeriodInSecond: 1 })).toBe(204);
     const topic = `persistent://${namespace}/t`;
     const freeTopic = `persistent://${other}/t`;
-    const a = await client.subscribe({ topic, subscription: 'a', subscriptionInitialPosition: 'Earliest' });
-    const b = await client.subscribe({ topic, subscription: 'b', subscriptionInitialPosition: 'Earliest' });
-    const free = await client.subscribe({ topic: freeTopic, subscription: 'free', subscriptionInitialPosition: 'Earliest' });
-    const producer = await client.createProducer({ topic, batchingEnabled: false, maxPendingMessages: 5_000 });
-    const freeProducer = await client.createProducer({ topic: freeTopic, batchingEnabled: false, maxPendingMessages: 5_000 });
+    const a = await env.client.subscribe({ topic, subscription: 'a', subscriptionInitialPosition: 'Earliest' });
+    const b = await env.client.subscribe({ topic, subscription: 'b', subscriptionInitialPosition: 'Earliest' });
+    const free = await env.client.subscribe({ topic: freeTopic, subscription: 'free', subscriptionInitialPosition: 'Earliest' });
+    const producer = await env.client.createProducer({ topic, batchingEnabled: false, maxPendingMessages: 5_000 });
+    const freeProducer = await env.client.createProducer({ topic: freeTopic, batchingEnabled: false, maxPendingMessages: 5_000 });
     await Promise.all(Array.from({ length: 2_000 }, (_, i) => Promise.all([producer.send({ data: Buffer.from(String(i)) }), freeProducer.send({ data: Buffer.from(String(i)) })])));
     const started = Date.now();
     const [aTimes, bTimes, freeTimes] = await Promise.all([drainFor(a, 6_000), drainFor(b, 6_000), drainFor(free, 6_000)]);
@@ -69,7 +56,7 @@ describe('subscription dispatch rate limit', () => {
     }
     expect(freeTimes.length).toBe(2_000); // every message, unthrottled
     // A limited subscription's backlog is what it has not been given yet.
-    const stats = await (await fetch(`${standalone.webServiceUrl}/admin/v2/persistent/${namespace}/t/stats`)).json() as { subscriptions: Record<string, { msgBacklog: number }> };
+    const stats = await (await fetch(`${env.standalone.webServiceUrl}/admin/v2/persistent/${namespace}/t/stats`)).json() as { subscriptions: Record<string, { msgBacklog: number }> };
     expect(stats.subscriptions.a!.msgBacklog).toBeGreaterThan(1_000);
     // Lifted at run time: the rest comes at once.
     expect(await setDispatchRate(namespace, undefined)).toBe(204);

@@ -41,20 +41,22 @@ function intFlag(flag: string, v: string, min: number): number {
   return n;
 }
 
+function boolFlag(flag: string, v: string): boolean {
+  const lower = v.toLowerCase();
+  if (lower !== 'true' && lower !== 'false') throw new UsageError(`${flag} must be true or false, got '${v}'`);
+  return lower === 'true';
+}
+
 /** Applies the given flags over the current policies; throws UsageError when no flag is given or one is bad. */
 export function mergePolicies(current: NamespacePolicies, flags: PolicyFlags): NamespacePolicies {
   const next = { ...current };
   let changed = false;
   if (flags.deduplication !== undefined) {
-    const v = flags.deduplication.toLowerCase();
-    if (v !== 'true' && v !== 'false') throw new UsageError(`--deduplication must be true or false, got '${flags.deduplication}'`);
-    next.deduplicationEnabled = v === 'true';
+    next.deduplicationEnabled = boolFlag('--deduplication', flags.deduplication);
     changed = true;
   }
   if (flags.delayedDelivery !== undefined) {
-    const v = flags.delayedDelivery.toLowerCase();
-    if (v !== 'true' && v !== 'false') throw new UsageError(`--delayed-delivery must be true or false, got '${flags.delayedDelivery}'`);
-    next.delayedDeliveryDisabled = v === 'false';
+    next.delayedDeliveryDisabled = !boolFlag('--delayed-delivery', flags.delayedDelivery);
     changed = true;
   }
   const ints: [keyof PolicyFlags, keyof NamespacePolicies, string, number][] = [
