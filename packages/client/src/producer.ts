@@ -13,7 +13,7 @@ import type { ProducerCommand } from './generated/strata/broker/v1/ProducerComma
 import type { ProducerEvent__Output } from './generated/strata/broker/v1/ProducerEvent.js';
 import { OwnershipWatch } from './ownership-watch.js';
 import { fullTopicName, partitionTopicName } from './topic.js';
-import { Backoff, deferred, PendingRequests, reconnectLoop, sleep, type Deferred } from './util.js';
+import { Backoff, deferred, PendingRequests, Reconnection, sleep, type Deferred } from './util.js';
 
 export type MessageRoutingMode = 'UseSinglePartition' | 'RoundRobinDistribution' | 'CustomPartition';
 export type ProducerAccessMode = 'Shared' | 'Exclusive' | 'WaitForExclusive' | 'ExclusiveWithFencing';
@@ -232,9 +232,9 @@ export class PartitionProducer {
   #pendingCount = 0;
   #spaceWaiters: Array<{ wake: () => void; fail: (err: unknown) => void }> = [];
   #timeoutTimer: NodeJS.Timeout | undefined;
-  #reconnecting = false;
   /** Aborted by close(): ends the reconnection loop's waits at once. */
   readonly #stopped = new AbortController();
+  readonly #reconnection: Reconnection;
   #closeWaiter: Promise<void> | undefined;
   /** The broker's limit on one entry (a batch, or a message sent alone), from ProducerOpened. */
   #maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
@@ -251,6 +251,13 @@ export class PartitionProducer {
     this.#name = cfg.producerName;
     this.#log = ctx.logger.child({ component: 'producer', topic });
     this.#backoff = new Backoff(ctx.initialBackoffMs, ctx.maxBackoffMs, ctx.random);
+    this.#reconnection = new Reconnection({
+      backoff: this.#backoff,
+      signal: this.#stopped.signal,
+      stillConnecting: () => this.#state === 'connecting',
+      connectOnce: (to) => this.#connectOnce(to),
+      onFailure: (err, attempt) => this.#log.warn({ err, attempt }, 'producer reconnect failed'),
+    });
     this.#requests = new PendingRequests(ctx.operationTimeoutMs, () => operationError('Failed to create producer', ClientErrorCode.TIMEOUT), 16);
     if (cfg.initialSequenceId !== undefined) {
       this.#nextSeq = cfg.initialSequenceId + 1;
@@ -426,25 +433,7 @@ export class PartitionProducer {
     if (this.#state === 'ready') {
       this.#state = 'connecting';
       this.#log.warn({ err, redirect }, 'producer disconnected');
-      void this.#reconnect(redirect);
-    }
-  }
-
-  /** The one reconnection loop of this producer; ends when connected or closed. */
-  async #reconnect(redirect: string | undefined): Promise<void> {
-    if (this.#reconnecting) return;
-    this.#reconnecting = true;
-    try {
-      await reconnectLoop({
-        redirect,
-        backoff: this.#backoff,
-        signal: this.#stopped.signal,
-        stillConnecting: () => this.#state === 'connecting',
-        connectOnce: (to) => this.#connectOnce(to),
-        onFailure: (err, attempt) => this.#log.warn({ err, attempt }, 'producer reconnect failed'),
-      });
-    } finally {
-      this.#reconnecting = false;
+      void this.#reconnection.start(redirect);
     }
   }
 

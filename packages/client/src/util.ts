@@ -32,20 +32,40 @@ export class Backoff {
   }
 }
 
-/**
- * The reconnection loop a producer or consumer runs after its stream ended: back off (except before a
- * first attempt at a redirect the broker named), try once, repeat while `stillConnecting()`. A failed
- * attempt forgets the redirect, so the next one looks the topic up again.
- */
-export async function reconnectLoop(options: {
-  redirect: string | undefined;
+interface ReconnectOptions {
   backoff: Backoff;
   signal: AbortSignal;
   stillConnecting: () => boolean;
   connectOnce: (redirect: string | undefined) => Promise<void>;
   onFailure: (err: unknown, attempt: number) => void;
-}): Promise<void> {
-  let redirect = options.redirect;
+}
+
+/**
+ * The reconnection of a producer or consumer after its stream ended: one loop at a time (start()
+ * while one runs does nothing: that loop already retries until connected or closed).
+ */
+export class Reconnection {
+  #running = false;
+
+  constructor(private readonly options: ReconnectOptions) {}
+
+  async start(redirect: string | undefined): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    try {
+      await reconnectLoop(this.options, redirect);
+    } finally {
+      this.#running = false;
+    }
+  }
+}
+
+/**
+ * Back off (except before a first attempt at a redirect the broker named), try once, repeat while
+ * `stillConnecting()`. A failed attempt forgets the redirect, so the next one looks the topic up again.
+ */
+async function reconnectLoop(options: ReconnectOptions, firstRedirect: string | undefined): Promise<void> {
+  let redirect = firstRedirect;
   let first = true;
   while (options.stillConnecting()) {
     if (!(first && redirect)) await sleep(options.backoff.next(), options.signal).catch(() => undefined);

@@ -14,7 +14,7 @@ import type { Logger } from '../logger.js';
 import { Message, MessageId } from '../message.js';
 import { OwnershipWatch } from '../ownership-watch.js';
 import { decodeMessageBatch } from '../protocol.js';
-import { Backoff, PendingRequests, reconnectLoop, sleep } from '../util.js';
+import { Backoff, PendingRequests, Reconnection, sleep } from '../util.js';
 import { AckTracker } from './ack-tracker.js';
 import type { CompiledConsumerConfig } from './config.js';
 
@@ -75,7 +75,7 @@ export class TopicConsumer {
   #ownerAddress: string | undefined;
   #owed = 0;
   readonly #acks: AckTracker;
-  #reconnecting = false;
+  readonly #reconnection: Reconnection;
   /** Aborted by close(): ends the reconnection loop's waits at once. */
   readonly #stopped = new AbortController();
   /** Last message the application took: where a reader resumes after a reconnect. */
@@ -96,6 +96,13 @@ export class TopicConsumer {
     this.partition = partition;
     this.#log = ctx.logger.child({ component: 'consumer', topic, subscription: spec.subscription });
     this.#backoff = new Backoff(ctx.initialBackoffMs, ctx.maxBackoffMs, ctx.random);
+    this.#reconnection = new Reconnection({
+      backoff: this.#backoff,
+      signal: this.#stopped.signal,
+      stillConnecting: () => this.#state === 'connecting',
+      connectOnce: (to) => this.#connectOnce(to),
+      onFailure: (err, attempt) => this.#log.warn({ err, attempt }, 'consumer reconnect failed'),
+    });
     this.#requests = new PendingRequests(ctx.operationTimeoutMs, () => new ClientError(ClientErrorCode.TIMEOUT, 'no answer from the broker'), 1024);
     this.#acks = new AckTracker(partition, {
       isConnected: () => this.isConnected(),
@@ -307,24 +314,7 @@ export class TopicConsumer {
     if (this.#state === 'ready') {
       this.#state = 'connecting';
       this.#log.warn({ err, redirect }, 'consumer disconnected');
-      void this.#reconnect(redirect);
-    }
-  }
-
-  async #reconnect(redirect: string | undefined): Promise<void> {
-    if (this.#reconnecting) return;
-    this.#reconnecting = true;
-    try {
-      await reconnectLoop({
-        redirect,
-        backoff: this.#backoff,
-        signal: this.#stopped.signal,
-        stillConnecting: () => this.#state === 'connecting',
-        connectOnce: (to) => this.#connectOnce(to),
-        onFailure: (err, attempt) => this.#log.warn({ err, attempt }, 'consumer reconnect failed'),
-      });
-    } finally {
-      this.#reconnecting = false;
+      void this.#reconnection.start(redirect);
     }
   }
 
