@@ -2,17 +2,13 @@
 // standalone (coordinator, broker, two bookies in this process, as `strata standalone`), and a pair of
 // brokers on one metadata store for the redirect to a topic's owner.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startStandalone, type RunningStandalone } from '@strata/cli';
 import { startTestBroker, type TestBroker } from '@strata/broker/testing';
 import Pulsar, { type Client } from '@strata/client';
 import { AdminApi } from '@strata/client/admin';
-import { freePort } from '@strata/coordinator/testing';
-import { silentLogger, sleep } from '@strata/runtime';
+import { sleep } from '@strata/runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startInProcessStandalone, type InProcessStandalone } from './harness/in-process-standalone.js';
 
 const unique = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
@@ -34,24 +30,15 @@ async function http(base: string, method: string, path: string, body?: unknown, 
 }
 
 describe('admin REST API v2 on a standalone', () => {
-  let dir: string;
-  let standalone: RunningStandalone;
+  let running: InProcessStandalone;
   let base: string;
   let brokerAddress: string;
   let client: Client;
   const call = (method: string, path: string, body?: unknown) => http(base, method, path, body);
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'strata-admin-rest-'));
-    const ports = {
-      broker: await freePort(), brokerHttp: await freePort(), coordinator: await freePort(), coordinatorHttp: await freePort(),
-      bookies: [await freePort(), await freePort()], bookieHttp: [await freePort(), await freePort()],
-    };
-    standalone = await startStandalone({
-      dataDir: dir, metadataUrl: '', cluster: 'standalone', host: '127.0.0.1', logLevel: 'error',
-      brokerPort: ports.broker, brokerHttpPort: ports.brokerHttp, coordinatorPort: ports.coordinator, coordinatorHttpPort: ports.coordinatorHttp,
-      bookiePorts: ports.bookies.map(String), bookieHttpPorts: ports.bookieHttp.map(String),
-    }, silentLogger());
+    running = await startInProcessStandalone('strata-admin-rest-');
+    const { ports } = running;
     base = `http://127.0.0.1:${ports.brokerHttp}`;
     brokerAddress = `127.0.0.1:${ports.broker}`;
     client = new Pulsar.Client({ serviceUrl: `pulsar://${brokerAddress}`, operationTimeoutSeconds: 10 });
@@ -59,8 +46,7 @@ describe('admin REST API v2 on a standalone', () => {
 
   afterAll(async () => {
     await client?.close();
-    await standalone?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await running?.stop();
   });
 
   it('clusters, brokers, health', async () => {

@@ -1,12 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { startStandalone, type RunningStandalone } from '@strata/cli';
-import { freePort } from '@strata/coordinator/testing';
-import { ErrorCode, PROTO_LOADER_OPTIONS, protosDir, silentLogger, StrataError, type CallGate } from '@strata/runtime';
+import { ErrorCode, PROTO_LOADER_OPTIONS, protosDir, StrataError, type CallGate } from '@strata/runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startInProcessStandalone, type InProcessStandalone, type StandalonePorts } from './harness/in-process-standalone.js';
 
 // Decision 0087: every method of every role's gRPC services, and every HTTP route but health, passes the
 // call gate. A standalone runs all three roles in this process with a gate that refuses everyone; each
@@ -18,28 +15,16 @@ const refuseAll: CallGate = {
   authorize: () => { throw new StrataError(ErrorCode.PERMISSION_DENIED, 'unreachable'); },
 };
 
-interface Ports { broker: number; brokerHttp: number; coordinator: number; coordinatorHttp: number; bookies: number[]; bookieHttp: number[] }
-
-let dir: string;
-let standalone: RunningStandalone;
-let ports: Ports;
+let running: InProcessStandalone;
+let ports: StandalonePorts;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'strata-gate-'));
-  ports = {
-    broker: await freePort(), brokerHttp: await freePort(), coordinator: await freePort(), coordinatorHttp: await freePort(),
-    bookies: [await freePort(), await freePort()], bookieHttp: [await freePort(), await freePort()],
-  };
-  standalone = await startStandalone({
-    dataDir: dir, metadataUrl: '', cluster: 'standalone', host: '127.0.0.1', logLevel: 'error',
-    brokerPort: ports.broker, brokerHttpPort: ports.brokerHttp, coordinatorPort: ports.coordinator, coordinatorHttpPort: ports.coordinatorHttp,
-    bookiePorts: ports.bookies.map(String), bookieHttpPorts: ports.bookieHttp.map(String),
-  }, silentLogger(), { gate: refuseAll });
+  running = await startInProcessStandalone('strata-gate-', { gate: refuseAll });
+  ports = running.ports;
 });
 
 afterAll(async () => {
-  await standalone?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await running?.stop();
 });
 
 /** Every service a proto file declares, as grpc-js definitions. */
